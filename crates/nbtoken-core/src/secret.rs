@@ -1,0 +1,84 @@
+//! A string that holds secret material: redacted when printed, zeroized when dropped.
+
+use std::fmt;
+
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+/// Secret text (a token secret, a v1 plaintext, a pepper).
+///
+/// `Debug` and `Display` print `[redacted]`; the memory is zeroized on drop;
+/// equality is constant-time. The value is reachable only through
+/// [`SecretString::expose`], so every place that reads it is greppable.
+#[derive(Clone, Default)]
+pub struct SecretString(Zeroizing<String>);
+
+impl SecretString {
+    /// Wraps a value; the caller gives up its copy.
+    pub fn new(value: String) -> Self {
+        Self(Zeroizing::new(value))
+    }
+
+    /// Reads the secret. Call sites are the only places a secret can leak from.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Length in bytes (not secret: the client chose it, and it shows on the wire).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the secret is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&str> for SecretString {
+    fn from(value: &str) -> Self {
+        Self::new(value.to_owned())
+    }
+}
+
+impl PartialEq for SecretString {
+    fn eq(&self, other: &Self) -> bool {
+        // `ct_eq` on slices of unequal length returns early, which only
+        // reveals the length; the content is compared in constant time.
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for SecretString {}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_never_show_the_value() {
+        let s = SecretString::from("hunter2-hunter2");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        assert_eq!(format!("{s}"), "[redacted]");
+        assert_eq!(format!("{:?}", Some(s)), "Some([redacted])");
+    }
+
+    #[test]
+    fn equality_compares_content() {
+        assert_eq!(SecretString::from("abc"), SecretString::from("abc"));
+        assert_ne!(SecretString::from("abc"), SecretString::from("abd"));
+        assert_ne!(SecretString::from("abc"), SecretString::from("abcd"));
+    }
+}

@@ -16,6 +16,8 @@
 
 pub mod digest;
 pub mod header;
+pub mod issue;
+pub mod password;
 pub mod pepper;
 pub mod secret;
 pub mod token;
@@ -23,6 +25,7 @@ pub mod verify;
 
 pub use digest::{Digest, DigestError};
 pub use header::{AuthHeader, Credential, HeaderError, Hint};
+pub use issue::{issue, IssueError, IssueRequest, Issued, V1Policy};
 pub use pepper::{Pepper, PepperError, PepperId, PepperRing};
 pub use secret::SecretString;
 pub use token::{Secret, TokenError, TokenKey, TokenVersion, V1Plaintext, TOKEN_PREFIX};

@@ -139,6 +139,11 @@ impl fmt::Debug for Pepper {
     }
 }
 
+/// A new random pepper value: 64 characters of `[A-Za-z0-9]` from the OS CSPRNG (about 381 bits).
+pub fn generate_value() -> Result<SecretString, crate::token::TokenError> {
+    crate::token::random_alnum(64).map(|s| SecretString::new(s.to_string()))
+}
+
 /// All configured peppers. The highest id hashes new tokens; every id verifies.
 #[derive(Clone, Debug, Default)]
 pub struct PepperRing {
@@ -258,6 +263,13 @@ mod tests {
         assert!(PepperId::parse("-1").is_err());
         assert!(PepperId::parse("abc").is_err());
         assert_eq!(PepperId::parse("42").unwrap().get(), 42);
+    }
+
+    #[test]
+    fn generated_pepper_is_accepted() {
+        let v = generate_value().unwrap();
+        assert_eq!(v.len(), 64);
+        assert!(Pepper::new(PepperId::new(1).unwrap(), v).is_ok());
     }
 
     #[test]

@@ -254,7 +254,7 @@ pub(crate) fn is_alnum(s: &str) -> bool {
 ///
 /// Rejection sampling: bytes of 248 and above are thrown away, because 248 is
 /// the largest multiple of 62 below 256, so every character stays equally likely.
-fn random_alnum(len: usize) -> Result<Zeroizing<String>, TokenError> {
+pub(crate) fn random_alnum(len: usize) -> Result<Zeroizing<String>, TokenError> {
     let mut out = Zeroizing::new(String::with_capacity(len));
     let mut buf = Zeroizing::new([0u8; 64]);
     while out.len() < len {

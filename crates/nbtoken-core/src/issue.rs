@@ -1,0 +1,318 @@
+//! Issuing tokens: generate (or accept) a secret, hash it, and check the request.
+
+use std::fmt;
+use std::str::FromStr;
+
+use time::OffsetDateTime;
+
+use crate::pepper::{PepperError, PepperId, PepperRing};
+use crate::secret::SecretString;
+use crate::token::{Secret, TokenError, TokenKey, TokenVersion, V1Plaintext};
+use crate::verify::StoredCredential;
+
+/// Longest description NetBox stores.
+pub const MAX_DESCRIPTION_CHARS: usize = 200;
+
+/// What the operator allows for legacy v1 tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum V1Policy {
+    /// NetBox 4.5 behaviour: v1 tokens work and can be created.
+    Allow,
+    /// v1 tokens work, but responses carry `Deprecation`/`Sunset` headers and uses are recorded.
+    #[default]
+    Warn,
+    /// v1 tokens are refused, as NetBox 5.0 will do.
+    Deny,
+}
+
+impl V1Policy {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            V1Policy::Allow => "allow",
+            V1Policy::Warn => "warn",
+            V1Policy::Deny => "deny",
+        }
+    }
+}
+
+impl FromStr for V1Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "allow" => Ok(V1Policy::Allow),
+            "warn" => Ok(V1Policy::Warn),
+            "deny" => Ok(V1Policy::Deny),
+            other => Err(format!("unknown v1 policy {other:?}: expected allow, warn or deny")),
+        }
+    }
+}
+
+/// A request to issue a token.
+#[derive(Clone, Debug)]
+pub struct IssueRequest {
+    /// v1 or v2.
+    pub version: TokenVersion,
+    /// A client-chosen value: the v2 secret (40 × `[A-Za-z0-9]`) or the v1 plaintext.
+    pub chosen: Option<SecretString>,
+    /// A client-chosen v2 key (import); generated when `None`.
+    pub chosen_key: Option<TokenKey>,
+    /// A pepper the client asked for; must be configured.
+    pub pepper_id: Option<PepperId>,
+    /// Expiry; must be in the future.
+    pub expires: Option<OffsetDateTime>,
+    /// Free text.
+    pub description: String,
+    /// The current time.
+    pub now: OffsetDateTime,
+    /// Whether v1 tokens may be created.
+    pub v1_policy: V1Policy,
+}
+
+/// An issued token: what to store, and the value to show the user once.
+#[derive(Debug)]
+pub struct Issued {
+    /// What the store keeps.
+    pub credential: StoredCredential,
+    /// What the user must send after the keyword: `nbt_<key>.<secret>` or the v1 plaintext.
+    pub token: SecretString,
+    /// The bare secret (v2) or plaintext (v1), NetBox's `token` field.
+    pub secret: SecretString,
+}
+
+/// Why a token cannot be issued. Messages never hold secret text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IssueError {
+    /// A pepper problem (none configured, unknown id).
+    Pepper(PepperError),
+    /// A client-chosen value of the wrong shape, or the RNG failed.
+    Token(TokenError),
+    /// The expiry is not in the future.
+    ExpiryInPast {
+        /// The server's time, for the message.
+        now: OffsetDateTime,
+    },
+    /// The description is longer than 200 characters.
+    DescriptionTooLong(usize),
+    /// v1 creation is refused by policy.
+    V1NotAllowed,
+}
+
+impl fmt::Display for IssueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IssueError::Pepper(PepperError::NoneConfigured) => {
+                f.write_str("Unable to save v2 tokens: API_TOKEN_PEPPERS is not defined (set NBTOKEN_PEPPER_<ID> or [peppers]).")
+            }
+            IssueError::Pepper(PepperError::Unknown(id)) => {
+                write!(f, "Invalid pepper ID: {id}. Check configured API_TOKEN_PEPPERS (NBTOKEN_PEPPER_<ID>).")
+            }
+            IssueError::Pepper(e) => e.fmt(f),
+            IssueError::Token(e) => e.fmt(f),
+            IssueError::ExpiryInPast { now } => {
+                let now = now.to_offset(time::UtcOffset::UTC);
+                write!(
+                    f,
+                    "Expiration time must be in the future. Current server time is {} {:02}:{:02}:{:02} (UTC).",
+                    now.date(),
+                    now.hour(),
+                    now.minute(),
+                    now.second()
+                )
+            }
+            IssueError::DescriptionTooLong(n) => {
+                write!(f, "Ensure this field has no more than {MAX_DESCRIPTION_CHARS} characters (it has {n}).")
+            }
+            IssueError::V1NotAllowed => f.write_str(
+                "Creating v1 tokens is disabled on this server (v1 policy is 'deny'); create a v2 token instead.",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for IssueError {}
+
+impl From<TokenError> for IssueError {
+    fn from(e: TokenError) -> Self {
+        IssueError::Token(e)
+    }
+}
+
+impl From<PepperError> for IssueError {
+    fn from(e: PepperError) -> Self {
+        IssueError::Pepper(e)
+    }
+}
+
+/// Checks the request and produces what to store and what to show.
+pub fn issue(req: &IssueRequest, peppers: &PepperRing) -> Result<Issued, IssueError> {
+    let desc_len = req.description.chars().count();
+    if desc_len > MAX_DESCRIPTION_CHARS {
+        return Err(IssueError::DescriptionTooLong(desc_len));
+    }
+    if req.expires.is_some_and(|e| e <= req.now) {
+        return Err(IssueError::ExpiryInPast { now: req.now });
+    }
+    match req.version {
+        TokenVersion::V1 => {
+            if req.v1_policy == V1Policy::Deny {
+                return Err(IssueError::V1NotAllowed);
+            }
+            let plaintext = match &req.chosen {
+                Some(v) => V1Plaintext::parse(v.expose())?,
+                None => V1Plaintext::generate()?,
+            };
+            let shown = plaintext.as_secret().clone();
+            Ok(Issued { credential: StoredCredential::V1 { plaintext }, token: shown.clone(), secret: shown })
+        }
+        TokenVersion::V2 => {
+            let pepper = match req.pepper_id {
+                Some(id) => peppers.get(id)?,
+                None => peppers.current()?,
+            };
+            let secret = match &req.chosen {
+                Some(v) => Secret::parse(v.expose())?,
+                None => Secret::generate()?,
+            };
+            let key = match &req.chosen_key {
+                Some(k) => k.clone(),
+                None => TokenKey::generate()?,
+            };
+            let digest = pepper.digest(secret.expose());
+            let token = secret.full_token(&key);
+            Ok(Issued {
+                credential: StoredCredential::V2 { key, pepper_id: pepper.id(), digest, previous: None },
+                token,
+                secret: SecretString::from(secret.expose()),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::header::AuthHeader;
+    use crate::verify::{decide, Access, AllowedIps, StoredToken, VerifyInput};
+
+    const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
+
+    fn ring() -> PepperRing {
+        PepperRing::new([
+            (PepperId::new(1).unwrap(), SecretString::from("a".repeat(50).as_str())),
+            (PepperId::new(2).unwrap(), SecretString::from("b".repeat(50).as_str())),
+        ])
+        .unwrap()
+    }
+
+    fn req(version: TokenVersion) -> IssueRequest {
+        IssueRequest {
+            version,
+            chosen: None,
+            chosen_key: None,
+            pepper_id: None,
+            expires: None,
+            description: String::new(),
+            now: NOW,
+            v1_policy: V1Policy::Warn,
+        }
+    }
+
+    #[test]
+    fn issued_v2_token_verifies_and_uses_newest_pepper() {
+        let peppers = ring();
+        let issued = issue(&req(TokenVersion::V2), &peppers).unwrap();
+        let StoredCredential::V2 { pepper_id, .. } = &issued.credential else { panic!("v2 expected") };
+        assert_eq!(pepper_id.get(), 2);
+        let header = format!("Bearer {}", issued.token.expose());
+        let parsed = AuthHeader::parse(header.as_bytes()).unwrap().unwrap();
+        let stored = StoredToken {
+            id: 1,
+            user_id: 1,
+            credential: issued.credential.clone(),
+            enabled: true,
+            write_enabled: true,
+            expires: None,
+            last_used: None,
+            allowed_ips: AllowedIps::default(),
+        };
+        let ok = decide(&VerifyInput {
+            credential: parsed.credential(),
+            token: Some(&stored),
+            user_active: true,
+            access: Access::Write,
+            client_ip: None,
+            now: NOW,
+            peppers: &peppers,
+        });
+        assert!(ok.is_ok());
+        assert!(issued.token.expose().ends_with(issued.secret.expose()));
+    }
+
+    #[test]
+    fn requested_pepper_must_exist() {
+        let mut r = req(TokenVersion::V2);
+        r.pepper_id = Some(PepperId::new(1).unwrap());
+        let issued = issue(&r, &ring()).unwrap();
+        assert!(matches!(issued.credential, StoredCredential::V2 { pepper_id, .. } if pepper_id.get() == 1));
+        r.pepper_id = Some(PepperId::new(7).unwrap());
+        let err = issue(&r, &ring()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Invalid pepper ID: 7. Check configured API_TOKEN_PEPPERS (NBTOKEN_PEPPER_<ID>)."
+        );
+    }
+
+    #[test]
+    fn client_chosen_secret_must_have_the_generated_shape() {
+        let mut r = req(TokenVersion::V2);
+        r.chosen = Some(SecretString::from("short"));
+        assert!(matches!(
+            issue(&r, &ring()),
+            Err(IssueError::Token(TokenError::InvalidSecret { len: 5, .. }))
+        ));
+        r.chosen = Some(SecretString::from("wTbg8d65KYLMH3bHQ9zULCrxTXiNiug1jIm63wnU"));
+        assert_eq!(issue(&r, &ring()).unwrap().secret.expose(), "wTbg8d65KYLMH3bHQ9zULCrxTXiNiug1jIm63wnU");
+    }
+
+    #[test]
+    fn v1_rules() {
+        let mut r = req(TokenVersion::V1);
+        assert_eq!(issue(&r, &PepperRing::empty()).unwrap().token.len(), 40);
+        r.chosen = Some(SecretString::from(format!("nbt_{}", "a".repeat(36)).as_str()));
+        assert_eq!(issue(&r, &ring()).unwrap_err(), IssueError::Token(TokenError::V1PlaintextLooksLikeV2));
+        r.chosen = None;
+        r.v1_policy = V1Policy::Deny;
+        assert_eq!(issue(&r, &ring()).unwrap_err(), IssueError::V1NotAllowed);
+    }
+
+    #[test]
+    fn expiry_and_description_are_checked() {
+        let mut r = req(TokenVersion::V2);
+        r.expires = Some(NOW);
+        let msg = issue(&r, &ring()).unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "Expiration time must be in the future. Current server time is 2026-06-01 12:00:00 (UTC)."
+        );
+        r.expires = Some(NOW + time::Duration::days(1));
+        assert!(issue(&r, &ring()).is_ok());
+        r.description = "x".repeat(201);
+        assert_eq!(issue(&r, &ring()).unwrap_err(), IssueError::DescriptionTooLong(201));
+    }
+
+    #[test]
+    fn no_peppers_names_the_setting() {
+        let msg = issue(&req(TokenVersion::V2), &PepperRing::empty()).unwrap_err().to_string();
+        assert!(msg.contains("API_TOKEN_PEPPERS") && msg.contains("NBTOKEN_PEPPER_"), "{msg}");
+    }
+
+    #[test]
+    fn policy_parses() {
+        assert_eq!("WARN".parse::<V1Policy>().unwrap(), V1Policy::Warn);
+        assert!("maybe".parse::<V1Policy>().is_err());
+    }
+}

@@ -1,0 +1,72 @@
+//! `/api/`, `/api/status/`, `/api/authentication-check/`, `/api/users/` and `/healthz`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use nbtoken_store::Store;
+use serde_json::{json, Value};
+
+use super::{current_user, Ctx};
+use crate::auth::Principal;
+use crate::error::ApiResult;
+use crate::json;
+use crate::AppState;
+
+/// `GET /api/`: the API root (pynetbox reads `API-Version` from it).
+pub async fn root(_: Principal, ctx: Ctx) -> Json<Value> {
+    Json(json!({
+        "users": ctx.base.url("/api/users/"),
+        "status": ctx.base.url("/api/status/"),
+        "authentication-check": ctx.base.url("/api/authentication-check/"),
+    }))
+}
+
+/// `GET /api/users/`: the app root.
+pub async fn users_root(_: Principal, ctx: Ctx) -> Json<Value> {
+    Json(json!({
+        "tokens": ctx.base.url("/api/users/tokens/"),
+        "users": ctx.base.url("/api/users/users/"),
+    }))
+}
+
+/// `GET /api/status/`
+pub async fn status(State(state): State<Arc<AppState>>, _: Principal) -> Json<Value> {
+    let peppers: Vec<u16> = state.config.peppers.ids().map(|p| p.get()).collect();
+    Json(json!({
+        "netbox-version": format!("{}.0", crate::API_VERSION),
+        "nbtoken-version": env!("CARGO_PKG_VERSION"),
+        "installed-apps": {},
+        "plugins": {},
+        "rq-workers-running": 0,
+        "v1-policy": state.config.v1_policy.as_str(),
+        "pepper-ids": peppers,
+    }))
+}
+
+/// `GET /api/authentication-check/`: the authenticated user, serialised.
+pub async fn authentication_check(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    ctx: Ctx,
+) -> ApiResult<Json<Value>> {
+    let me = current_user(&state, &p).await?;
+    Ok(Json(json::user(&ctx.base, &me, false)))
+}
+
+/// `GET /healthz`: 200 when the database answers, 503 when it does not. No authentication.
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "detail": "database unreachable"})),
+            )
+                .into_response()
+        }
+    }
+}

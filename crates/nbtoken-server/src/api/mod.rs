@@ -1,0 +1,93 @@
+//! Routes of the NetBox-compatible API, and what every handler shares.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use nbtoken_store::{Store, User};
+use serde_json::Value;
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::json::{BaseUrl, Query};
+use crate::{AppState, API_VERSION};
+
+pub mod body;
+pub mod meta;
+pub mod tokens;
+pub mod users;
+
+/// Every route. `/api/…` routes run the authentication middleware and carry `API-Version`.
+pub fn routes(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/api/", get(meta::root))
+        .route("/api/status/", get(meta::status))
+        .route("/api/authentication-check/", get(meta::authentication_check))
+        .route("/api/users/", get(meta::users_root))
+        .route("/api/users/tokens/", get(tokens::list).post(tokens::create))
+        .route("/api/users/tokens/provision/", post(tokens::provision))
+        .route(
+            "/api/users/tokens/{id}/",
+            get(tokens::retrieve).put(tokens::replace).patch(tokens::update).delete(tokens::destroy),
+        )
+        .route("/api/users/users/", get(users::list).post(users::create))
+        .route(
+            "/api/users/users/{id}/",
+            get(users::retrieve).put(users::replace).patch(users::update).delete(users::destroy),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
+        .layer(middleware::from_fn(api_version_header));
+    Router::new().route("/healthz", get(meta::healthz)).merge(api).fallback(not_found).with_state(state)
+}
+
+async fn api_version_header(req: axum::extract::Request, next: middleware::Next) -> Response {
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert("api-version", HeaderValue::from_static(API_VERSION));
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError::detail(StatusCode::NOT_FOUND, "Not found.")
+}
+
+/// The base URL and query string of a request.
+pub struct Ctx {
+    /// Scheme and host for absolute URLs.
+    pub base: BaseUrl,
+    /// Parsed query parameters.
+    pub query: Query,
+}
+
+impl FromRequestParts<Arc<AppState>> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let fallback = state.config.bind.to_string();
+        Ok(Ctx { base: BaseUrl::from_headers(&parts.headers, &fallback), query: Query::from_parts(parts)? })
+    }
+}
+
+/// The authenticated user's account, loaded for handlers that need its flags.
+pub async fn current_user(state: &AppState, p: &Principal) -> ApiResult<User> {
+    state.store.user(p.user_id).await?.ok_or_else(ApiError::not_authenticated)
+}
+
+/// Parses an id from the path; anything but a positive integer is a 404, as in NetBox.
+pub fn path_id(raw: &str, what: &str) -> ApiResult<i64> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::not_found(what))
+}
+
+/// 201 with a JSON body.
+pub fn created(body: Value) -> Response {
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+/// 204 with no body.
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}

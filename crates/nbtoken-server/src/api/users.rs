@@ -1,0 +1,247 @@
+//! `/api/users/users/`: superusers manage accounts; others see only themselves.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use nbtoken_core::password::hash_password;
+use nbtoken_store::{NewUser, Store, User, UserFilter, UserPatch};
+use serde_json::{Map, Value};
+
+use super::body::{opt_bool, opt_string, parse_object, reject_unknown};
+use super::{created, current_user, no_content, path_id, Ctx};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::json;
+use crate::AppState;
+
+const WRITABLE: &[&str] = &[
+    "username",
+    "password",
+    "first_name",
+    "last_name",
+    "email",
+    "is_active",
+    "is_superuser",
+    "can_grant_tokens",
+];
+const READ_ONLY: &[&str] = &[
+    "id",
+    "url",
+    "display_url",
+    "display",
+    "date_joined",
+    "last_login",
+    "groups",
+    "permissions",
+    "is_staff",
+];
+
+/// `GET /api/users/users/`
+pub async fn list(State(state): State<Arc<AppState>>, p: Principal, ctx: Ctx) -> ApiResult<Json<Value>> {
+    let me = current_user(&state, &p).await?;
+    let q = &ctx.query;
+    let mut filter = UserFilter {
+        ids: q
+            .all("id")
+            .iter()
+            .map(|v| {
+                v.trim().parse().map_err(|_| ApiError::field("id", format!("“{v}” is not a valid integer.")))
+            })
+            .collect::<ApiResult<_>>()?,
+        usernames: q.all("username").to_vec(),
+        is_active: match q.last("is_active").map(str::to_ascii_lowercase).as_deref() {
+            None => None,
+            Some("true" | "1") => Some(true),
+            Some("false" | "0") => Some(false),
+            Some(_) => return Err(ApiError::field("is_active", "Select a valid choice.")),
+        },
+    };
+    if !me.is_superuser {
+        if !filter.ids.is_empty() && !filter.ids.contains(&me.id) {
+            filter.ids = vec![-1];
+        } else {
+            filter.ids = vec![me.id];
+        }
+    }
+    let page = q.page();
+    let (count, rows) = state.store.list_users(&filter, page).await?;
+    let results = rows.iter().map(|u| json::user(&ctx.base, u, q.brief())).collect();
+    Ok(Json(json::paginated(&ctx.base, "/api/users/users/", q, page, count, results)))
+}
+
+async fn visible(state: &AppState, me: &User, id: i64) -> ApiResult<User> {
+    match state.store.user(id).await? {
+        Some(u) if me.is_superuser || u.id == me.id => Ok(u),
+        _ => Err(ApiError::not_found("User")),
+    }
+}
+
+/// `GET /api/users/users/{id}/`
+pub async fn retrieve(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let me = current_user(&state, &p).await?;
+    let u = visible(&state, &me, path_id(&id, "User")?).await?;
+    Ok(Json(json::user(&ctx.base, &u, ctx.query.brief())))
+}
+
+fn require_superuser(me: &User) -> ApiResult<()> {
+    if me.is_superuser {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
+fn valid_username(name: &str) -> ApiResult<()> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= 150
+        && name.chars().all(|c| c.is_alphanumeric() || "@.+-_".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            "username",
+            "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.",
+        ))
+    }
+}
+
+async fn password_field(m: &Map<String, Value>) -> ApiResult<Option<String>> {
+    let Some(pw) = opt_string(m, "password", 1024)? else { return Ok(None) };
+    if pw.chars().count() < 8 {
+        return Err(ApiError::field(
+            "password",
+            "This password is too short. It must contain at least 8 characters.",
+        ));
+    }
+    let hash = tokio::task::spawn_blocking(move || hash_password(&pw))
+        .await
+        .map_err(|_| {
+            ApiError::detail(StatusCode::SERVICE_UNAVAILABLE, "Password hashing failed; try again.")
+        })?
+        .map_err(|_| {
+            ApiError::detail(StatusCode::SERVICE_UNAVAILABLE, "Password hashing failed; try again.")
+        })?;
+    Ok(Some(hash))
+}
+
+/// `POST /api/users/users/`
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    ctx: Ctx,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let me = current_user(&state, &p).await?;
+    require_superuser(&me)?;
+    let m = parse_object(&body)?;
+    reject_unknown(&m, WRITABLE, READ_ONLY)?;
+    let username = opt_string(&m, "username", 150)?
+        .ok_or_else(|| ApiError::field("username", "This field is required."))?;
+    valid_username(&username)?;
+    let user = state
+        .store
+        .create_user(NewUser {
+            username,
+            password_hash: password_field(&m).await?,
+            first_name: opt_string(&m, "first_name", 150)?.unwrap_or_default(),
+            last_name: opt_string(&m, "last_name", 150)?.unwrap_or_default(),
+            email: opt_string(&m, "email", 254)?.unwrap_or_default(),
+            is_active: opt_bool(&m, "is_active")?.unwrap_or(true),
+            is_superuser: opt_bool(&m, "is_superuser")?.unwrap_or(false),
+            can_grant_tokens: opt_bool(&m, "can_grant_tokens")?.unwrap_or(false),
+        })
+        .await
+        .map_err(|e| match e {
+            nbtoken_store::StoreError::Conflict(_) => {
+                ApiError::field("username", "A user with that username already exists.")
+            }
+            other => other.into(),
+        })?;
+    tracing::info!(user_id = user.id, "user created");
+    Ok(created(json::user(&ctx.base, &user, false)))
+}
+
+async fn change(
+    state: &AppState,
+    p: &Principal,
+    ctx: &Ctx,
+    id: &str,
+    body: &Bytes,
+) -> ApiResult<Json<Value>> {
+    let me = current_user(state, p).await?;
+    require_superuser(&me)?;
+    let target = visible(state, &me, path_id(id, "User")?).await?;
+    let m = parse_object(body)?;
+    reject_unknown(&m, WRITABLE, READ_ONLY)?;
+    let username = opt_string(&m, "username", 150)?;
+    if let Some(u) = &username {
+        valid_username(u)?;
+    }
+    let patch = UserPatch {
+        username,
+        password_hash: password_field(&m).await?.map(Some),
+        first_name: opt_string(&m, "first_name", 150)?,
+        last_name: opt_string(&m, "last_name", 150)?,
+        email: opt_string(&m, "email", 254)?,
+        is_active: opt_bool(&m, "is_active")?,
+        is_superuser: opt_bool(&m, "is_superuser")?,
+        can_grant_tokens: opt_bool(&m, "can_grant_tokens")?,
+        last_login: None,
+    };
+    let u = state.store.update_user(target.id, patch).await.map_err(|e| match e {
+        nbtoken_store::StoreError::Conflict(_) => {
+            ApiError::field("username", "A user with that username already exists.")
+        }
+        other => other.into(),
+    })?;
+    tracing::info!(user_id = u.id, "user changed");
+    Ok(Json(json::user(&ctx.base, &u, false)))
+}
+
+/// `PATCH /api/users/users/{id}/`
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    change(&state, &p, &ctx, &id, &body).await
+}
+
+/// `PUT /api/users/users/{id}/` (fields left out keep their values, as a PATCH would).
+pub async fn replace(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    change(&state, &p, &ctx, &id, &body).await
+}
+
+/// `DELETE /api/users/users/{id}/`
+pub async fn destroy(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let me = current_user(&state, &p).await?;
+    require_superuser(&me)?;
+    let target = visible(&state, &me, path_id(&id, "User")?).await?;
+    if target.id == me.id {
+        return Err(ApiError::bad_request("You cannot delete your own account."));
+    }
+    state.store.delete_user(target.id).await?;
+    tracing::info!(user_id = target.id, "user deleted");
+    Ok(no_content())
+}

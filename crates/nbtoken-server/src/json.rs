@@ -1,0 +1,278 @@
+//! NetBox's JSON shapes, written by hand at the edge (core types do not derive `Serialize`).
+
+use std::collections::BTreeMap;
+
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use nbtoken_core::{StoredCredential, TokenVersion};
+use nbtoken_store::{Page, TokenRecord, User};
+use serde_json::{json, Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
+
+use crate::error::ApiError;
+
+/// Default page size (NetBox's `PAGINATE_COUNT`).
+pub const DEFAULT_LIMIT: u32 = 50;
+/// Largest page (NetBox's `MAX_PAGE_SIZE`).
+pub const MAX_LIMIT: u32 = 1000;
+
+/// Scheme and host the client used, for the absolute URLs NetBox returns.
+#[derive(Clone, Debug)]
+pub struct BaseUrl(String);
+
+impl BaseUrl {
+    /// A fixed base such as `http://127.0.0.1:8080`.
+    pub fn new(base: impl Into<String>) -> Self {
+        Self(base.into().trim_end_matches('/').to_owned())
+    }
+
+    /// From the `Host` header (only if it looks like a host), else the listening address.
+    pub fn from_headers(headers: &HeaderMap, fallback: &str) -> Self {
+        let host = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.len() < 256
+                    && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+            })
+            .unwrap_or(fallback);
+        Self(format!("http://{host}"))
+    }
+
+    /// Absolute URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+}
+
+/// NetBox's timestamp format: ISO 8601 in UTC with `Z`, microseconds when non-zero.
+pub fn timestamp(t: OffsetDateTime) -> String {
+    let t = t.to_offset(UtcOffset::UTC);
+    let micros = t.microsecond();
+    let base = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    if micros == 0 {
+        format!("{base}Z")
+    } else {
+        format!("{base}.{micros:06}Z")
+    }
+}
+
+fn opt_timestamp(t: Option<OffsetDateTime>) -> Value {
+    t.map(|t| Value::String(timestamp(t))).unwrap_or(Value::Null)
+}
+
+/// Parses a timestamp as NetBox accepts it: RFC 3339, or a naive ISO time taken as UTC.
+pub fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Some(t.to_offset(UtcOffset::UTC));
+    }
+    let fmts = [
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond]"),
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]"),
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]"),
+    ];
+    fmts.iter().find_map(|f| PrimitiveDateTime::parse(s, f).ok()).map(|p| p.assume_utc())
+}
+
+/// The nested user shape inside a token.
+pub fn nested_user(base: &BaseUrl, id: i64, username: &str) -> Value {
+    json!({
+        "id": id,
+        "url": base.url(&format!("/api/users/users/{id}/")),
+        "display": username,
+        "username": username,
+    })
+}
+
+/// A token as NetBox serialises it. `secret` is the creation-only `token` field.
+pub fn token(base: &BaseUrl, r: &TokenRecord, brief: bool) -> Value {
+    let t = &r.token;
+    let id = t.id;
+    let (version, key, pepper_id, display) = match &t.credential {
+        StoredCredential::V1 { plaintext } => {
+            (TokenVersion::V1, Value::Null, Value::Null, plaintext.partial())
+        }
+        StoredCredential::V2 { key, pepper_id, .. } => (
+            TokenVersion::V2,
+            Value::String(key.as_str().to_owned()),
+            json!(pepper_id.get()),
+            key.as_str().to_owned(),
+        ),
+    };
+    let mut m = Map::new();
+    m.insert("id".into(), json!(id));
+    m.insert("url".into(), json!(base.url(&format!("/api/users/tokens/{id}/"))));
+    m.insert("display_url".into(), json!(base.url(&format!("/user/api-tokens/{id}/"))));
+    m.insert("display".into(), json!(display));
+    m.insert("version".into(), json!(version.as_u8()));
+    m.insert("key".into(), key);
+    if !brief {
+        m.insert("user".into(), nested_user(base, t.user_id, &r.username));
+    }
+    m.insert("description".into(), json!(r.description));
+    if brief {
+        return Value::Object(m);
+    }
+    m.insert("created".into(), json!(timestamp(r.created)));
+    m.insert("expires".into(), opt_timestamp(t.expires));
+    m.insert("last_used".into(), opt_timestamp(t.last_used));
+    m.insert("enabled".into(), json!(t.enabled));
+    m.insert("write_enabled".into(), json!(t.write_enabled));
+    m.insert("pepper_id".into(), pepper_id);
+    let ips: Vec<Value> = t.allowed_ips.nets().iter().map(|n| json!(n.to_string())).collect();
+    m.insert("allowed_ips".into(), if ips.is_empty() { Value::Null } else { Value::Array(ips) });
+    Value::Object(m)
+}
+
+/// A user as NetBox serialises it.
+pub fn user(base: &BaseUrl, u: &User, brief: bool) -> Value {
+    let id = u.id;
+    let mut m = Map::new();
+    m.insert("id".into(), json!(id));
+    m.insert("url".into(), json!(base.url(&format!("/api/users/users/{id}/"))));
+    m.insert("display_url".into(), json!(base.url(&format!("/users/users/{id}/"))));
+    m.insert("display".into(), json!(u.username));
+    m.insert("username".into(), json!(u.username));
+    if brief {
+        return Value::Object(m);
+    }
+    m.insert("first_name".into(), json!(u.first_name));
+    m.insert("last_name".into(), json!(u.last_name));
+    m.insert("email".into(), json!(u.email));
+    m.insert("is_active".into(), json!(u.is_active));
+    m.insert("is_superuser".into(), json!(u.is_superuser));
+    m.insert("date_joined".into(), json!(timestamp(u.date_joined)));
+    m.insert("last_login".into(), opt_timestamp(u.last_login));
+    m.insert("groups".into(), json!([]));
+    m.insert("permissions".into(), json!([]));
+    m.insert("can_grant_tokens".into(), json!(u.can_grant_tokens));
+    Value::Object(m)
+}
+
+/// Query parameters, with repeated keys kept (NetBox filters take several values).
+#[derive(Clone, Debug, Default)]
+pub struct Query(BTreeMap<String, Vec<String>>);
+
+impl Query {
+    /// Parses the request's query string (lenient, as Django is).
+    pub fn from_parts(parts: &Parts) -> Result<Self, ApiError> {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if let Some(q) = parts.uri.query() {
+            for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+                map.entry(k.into_owned()).or_default().push(v.into_owned());
+            }
+        }
+        Ok(Self(map))
+    }
+
+    /// All values of a key.
+    pub fn all(&self, key: &str) -> &[String] {
+        self.0.get(key).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The last value of a key.
+    pub fn last(&self, key: &str) -> Option<&str> {
+        self.all(key).last().map(String::as_str)
+    }
+
+    /// Keys present.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// `brief=true|1|True`.
+    pub fn brief(&self) -> bool {
+        self.last("brief")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"))
+    }
+
+    /// `limit`/`offset` as NetBox reads them: a bad or negative limit means the
+    /// default, 0 or over the maximum means the maximum; a bad offset means 0.
+    pub fn page(&self) -> Page {
+        let limit = match self.last("limit").map(|v| v.trim().parse::<i64>()) {
+            Some(Ok(0)) => MAX_LIMIT,
+            Some(Ok(n)) if n > 0 => u32::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
+            _ => DEFAULT_LIMIT,
+        };
+        let offset = match self.last("offset").map(|v| v.trim().parse::<i64>()) {
+            Some(Ok(n)) if n > 0 => u64::try_from(n).unwrap_or(0),
+            _ => 0,
+        };
+        Page { limit, offset }
+    }
+
+    fn encode_with(&self, limit: u32, offset: u64) -> String {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, vs) in &self.0 {
+            if k == "limit" || k == "offset" {
+                continue;
+            }
+            for v in vs {
+                pairs.push((k.clone(), v.clone()));
+            }
+        }
+        pairs.push(("limit".into(), limit.to_string()));
+        if offset > 0 {
+            pairs.push(("offset".into(), offset.to_string()));
+        }
+        form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+    }
+}
+
+/// `{count, next, previous, results}` with NetBox's absolute `next`/`previous` links.
+pub fn paginated(
+    base: &BaseUrl,
+    path: &str,
+    query: &Query,
+    page: Page,
+    count: u64,
+    results: Vec<Value>,
+) -> Value {
+    let limit = u64::from(page.limit);
+    let link =
+        |offset: u64| Value::String(base.url(&format!("{path}?{}", query.encode_with(page.limit, offset))));
+    let next = if page.offset + limit < count { link(page.offset + limit) } else { Value::Null };
+    let previous = if page.offset > 0 { link(page.offset.saturating_sub(limit)) } else { Value::Null };
+    json!({ "count": count, "next": next, "previous": previous, "results": results })
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn timestamps_look_like_django_rest_framework() {
+        assert_eq!(timestamp(datetime!(2026-01-02 03:04:05 UTC)), "2026-01-02T03:04:05Z");
+        assert_eq!(timestamp(datetime!(2026-01-02 03:04:05.000123 UTC)), "2026-01-02T03:04:05.000123Z");
+        assert_eq!(timestamp(datetime!(2026-01-02 03:04:05 +02:00)), "2026-01-02T01:04:05Z");
+    }
+
+    #[test]
+    fn timestamp_parsing() {
+        let t = datetime!(2026-01-02 03:04:05 UTC);
+        for s in [
+            "2026-01-02T03:04:05Z",
+            "2026-01-02T05:04:05+02:00",
+            "2026-01-02T03:04:05",
+            "2026-01-02 03:04:05",
+        ] {
+            assert_eq!(parse_timestamp(s), Some(t), "{s}");
+        }
+        assert_eq!(parse_timestamp("tomorrow"), None);
+        assert_eq!(parse_timestamp("2026-13-02T03:04:05Z"), None);
+    }
+}

@@ -1,0 +1,492 @@
+//! The HTTP API over a real socket: NetBox's recorded authentication cases and the token REST API.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod harness;
+
+use harness::{Server, V1_PLAIN};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// Sends a request and renders `STATUS detail` (or just `STATUS` when there is no detail).
+async fn check(s: &Server, method: &str, path: &str, auth: Option<&[u8]>, expected: &str) {
+    let (status, body) = s.raw(Method::from_bytes(method.as_bytes()).unwrap(), path, auth, None, &[]).await;
+    let detail = body.get("detail").and_then(Value::as_str).map(|d| format!(" {d}")).unwrap_or_default();
+    assert_eq!(
+        format!("{status}{detail}"),
+        expected,
+        "{method} {path} auth {:?}",
+        auth.map(String::from_utf8_lossy)
+    );
+}
+
+const TOKENS: &str = "/api/users/tokens/";
+const FORM: &str =
+    "Invalid authorization header: Must be in the form \"Bearer <key>.<token>\" or \"Token <token>\"";
+const NO_DOT: &str = "Invalid authorization header: Could not parse key from v2 token. Did you mean to use 'Token' instead of 'Bearer'?";
+
+#[tokio::test]
+async fn netbox_authentication_cases() {
+    let s = Server::start().await;
+    let admin = s.admin_v2.clone();
+    let (key, secret) = admin.strip_prefix("nbt_").unwrap().split_once('.').unwrap();
+    let bearer = |v: &str| format!("Bearer {v}").into_bytes();
+
+    check(&s, "GET", TOKENS, None, "403 Authentication credentials were not provided.").await;
+    check(&s, "GET", TOKENS, Some(&bearer(&admin)), "200").await;
+    check(&s, "GET", TOKENS, Some(format!("Token {V1_PLAIN}").as_bytes()), "200").await;
+    check(&s, "GET", TOKENS, Some(&bearer(&format!("nbt_{key}.{}", "x".repeat(40)))), "403 Invalid v2 token")
+        .await;
+    check(&s, "GET", TOKENS, Some(&bearer(&format!("nbt_AAAAAAAAAAAA.{secret}"))), "403 Invalid v2 token")
+        .await;
+    check(&s, "GET", TOKENS, Some(&bearer(&format!("nbt_{key}{secret}"))), &format!("403 {NO_DOT}")).await;
+    check(&s, "GET", TOKENS, Some(format!("Token {}", "f".repeat(40)).as_bytes()), "403 Invalid v1 token")
+        .await;
+    check(&s, "GET", TOKENS, Some(b"Bearer"), &format!("403 {FORM}")).await;
+    check(&s, "GET", TOKENS, Some(format!("Bearer {admin} extra").as_bytes()), &format!("403 {FORM}")).await;
+    check(
+        &s,
+        "GET",
+        TOKENS,
+        Some(b"Basic dXNlcjpwYXNz"),
+        "403 Authentication credentials were not provided.",
+    )
+    .await;
+    check(&s, "GET", TOKENS, Some(format!("Token {admin}").as_bytes()), "200").await;
+    check(&s, "GET", TOKENS, Some(format!("Bearer {V1_PLAIN}").as_bytes()), "200").await;
+    check(&s, "GET", TOKENS, Some(format!("bearer {admin}").as_bytes()), "200").await;
+    check(&s, "GET", TOKENS, Some(format!("Bearer  {admin}").as_bytes()), "200").await;
+    check(&s, "GET", TOKENS, Some(&bearer(&format!("{key}.{secret}"))), "403 Invalid v1 token").await;
+    check(&s, "GET", TOKENS, Some(&bearer(&format!("nbt_{key}.nbt_{secret}"))), "403 Invalid v2 token").await;
+    check(&s, "GET", TOKENS, Some(&bearer(&format!("{admin}."))), "403 Invalid v2 token").await;
+    check(&s, "GET", TOKENS, Some(&bearer(&format!("nbt_{key}."))), "403 Invalid v2 token").await;
+    check(&s, "GET", TOKENS, Some(&bearer(&format!("nbt_.{secret}"))), "403 Invalid v2 token").await;
+    check(&s, "GET", TOKENS, Some(b"Token"), &format!("403 {FORM}")).await;
+    check(&s, "GET", "/api/status/", None, "403 Authentication credentials were not provided.").await;
+    check(&s, "GET", "/api/status/", Some(&bearer(&admin)), "200").await;
+    check(
+        &s,
+        "GET",
+        "/api/status/",
+        Some(&bearer(&format!("nbt_{key}.{}", "y".repeat(40)))),
+        "403 Invalid v2 token",
+    )
+    .await;
+    let mut non_utf8 = b"Bearer nbt_".to_vec();
+    non_utf8.extend_from_slice(&[0xff, 0xfe, b'.', b'x']);
+    check(
+        &s,
+        "GET",
+        TOKENS,
+        Some(&non_utf8),
+        "403 Invalid authorization header: Token contains invalid characters",
+    )
+    .await;
+    let mut non_utf8_v1 = b"Token ".to_vec();
+    non_utf8_v1.extend_from_slice(&[0xc3, 0x28, b'a']);
+    check(
+        &s,
+        "GET",
+        TOKENS,
+        Some(&non_utf8_v1),
+        "403 Invalid authorization header: Token contains invalid characters",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn token_state_cases() {
+    let s = Server::start().await;
+    let disabled = s.create_token(json!({"enabled": false})).await;
+    check(&s, "GET", TOKENS, Some(&disabled.bearer()), "403 Token disabled").await;
+    let ip_mismatch = s.create_token(json!({"allowed_ips": ["10.0.0.0/8"]})).await;
+    check(
+        &s,
+        "GET",
+        TOKENS,
+        Some(&ip_mismatch.bearer()),
+        "403 Source IP 127.0.0.1 is not permitted to authenticate using this token.",
+    )
+    .await;
+    let loopback = s.create_token(json!({"allowed_ips": ["127.0.0.0/8", "::1/128"]})).await;
+    check(&s, "GET", TOKENS, Some(&loopback.bearer()), "200").await;
+    let both = s.create_token(json!({"enabled": false, "allowed_ips": ["10.0.0.0/8"]})).await;
+    check(
+        &s,
+        "GET",
+        TOKENS,
+        Some(&both.bearer()),
+        "403 Source IP 127.0.0.1 is not permitted to authenticate using this token.",
+    )
+    .await;
+    let future = s.create_token(json!({"expires": "2099-01-01T00:00:00Z"})).await;
+    check(&s, "GET", TOKENS, Some(&future.bearer()), "200").await;
+    // Expiring a token: PATCH its expiry into the past (allowed on existing tokens, as in NetBox).
+    let (st, _) = s
+        .admin(
+            Method::PATCH,
+            &format!("{TOKENS}{}/", future.id),
+            Some(json!({"expires": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    check(&s, "GET", TOKENS, Some(&future.bearer()), "403 Token expired").await;
+    let disabled_expired = s.create_token(json!({"enabled": false})).await;
+    s.admin(
+        Method::PATCH,
+        &format!("{TOKENS}{}/", disabled_expired.id),
+        Some(json!({"expires": "2020-01-01T00:00:00Z"})),
+    )
+    .await;
+    check(&s, "GET", TOKENS, Some(&disabled_expired.bearer()), "403 Token disabled").await;
+}
+
+#[tokio::test]
+async fn spoofed_forwarding_headers_do_not_pass_ip_restrictions() {
+    let s = Server::start().await;
+    let t = s.create_token(json!({"allowed_ips": ["10.9.9.0/24"]})).await;
+    for (h, v) in [("x-forwarded-for", "10.9.9.5"), ("x-real-ip", "10.9.9.5"), ("x-forwarded-for", "garbage")]
+    {
+        let (status, body) = s.raw(Method::GET, TOKENS, Some(&t.bearer()), None, &[(h, v)]).await;
+        assert_eq!(status, 403, "{h}: {v} -> {body}");
+        assert_eq!(body["detail"], "Source IP 127.0.0.1 is not permitted to authenticate using this token.");
+    }
+    // An unrestricted token with a garbage header is fine (NetBox answered 500 here).
+    let (status, _) = s
+        .raw(Method::GET, TOKENS, Some(s.admin_bearer().as_bytes()), None, &[("x-forwarded-for", "garbage")])
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn trusted_proxy_forwarding_is_believed_and_garbage_refused() {
+    let s = Server::start_with(|c| c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]).await;
+    let t = s.create_token(json!({"allowed_ips": ["10.9.9.0/24"]})).await;
+    let (status, _) =
+        s.raw(Method::GET, TOKENS, Some(&t.bearer()), None, &[("x-forwarded-for", "10.9.9.5")]).await;
+    assert_eq!(status, 200);
+    let (status, body) =
+        s.raw(Method::GET, TOKENS, Some(&t.bearer()), None, &[("x-forwarded-for", "not-an-ip")]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("X-Forwarded-For"));
+}
+
+#[tokio::test]
+async fn read_only_tokens_cannot_write() {
+    let s = Server::start().await;
+    let ro = s.create_token(json!({"write_enabled": false})).await;
+    check(&s, "GET", TOKENS, Some(&ro.bearer()), "200").await;
+    let denied = "403 You do not have permission to perform this action.";
+    check(&s, "POST", TOKENS, Some(&ro.bearer()), denied).await;
+    check(&s, "PATCH", &format!("{TOKENS}{}/", ro.id), Some(&ro.bearer()), denied).await;
+    check(&s, "DELETE", &format!("{TOKENS}{}/", ro.id), Some(&ro.bearer()), denied).await;
+    // Provision authenticates by password, so a read-only token does not block it.
+    let (status, body) = s
+        .raw(
+            Method::POST,
+            "/api/users/tokens/provision/",
+            Some(&ro.bearer()),
+            Some(json!({"username": "admin", "password": "wrong-password"})),
+            &[],
+        )
+        .await;
+    assert_eq!((status, body["detail"].as_str()), (403, Some("Invalid username/password")));
+}
+
+#[tokio::test]
+async fn provision_with_good_and_bad_passwords() {
+    let s = Server::start().await;
+    s.admin(
+        Method::POST,
+        "/api/users/users/",
+        Some(json!({"username": "alice", "password": "alice-password-1"})),
+    )
+    .await;
+    let prov = |body: Value| s.raw(Method::POST, "/api/users/tokens/provision/", None, Some(body), &[]);
+    let (status, body) =
+        prov(json!({"username": "alice", "password": "alice-password-1", "write_enabled": false})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["version"], 2);
+    assert_eq!(body["write_enabled"], false);
+    assert_eq!(body["user"]["username"], "alice");
+    let secret = body["token"].as_str().unwrap();
+    assert_eq!(secret.len(), 40);
+    let full = format!("Bearer nbt_{}.{secret}", body["key"].as_str().unwrap());
+    check(&s, "GET", TOKENS, Some(full.as_bytes()), "200").await;
+    check(
+        &s,
+        "POST",
+        TOKENS,
+        Some(full.as_bytes()),
+        "403 You do not have permission to perform this action.",
+    )
+    .await;
+    for bad in [
+        json!({"username": "alice", "password": "nope"}),
+        json!({"username": "nobody", "password": "alice-password-1"}),
+    ] {
+        let (status, body) = prov(bad).await;
+        assert_eq!((status, body["detail"].as_str()), (403, Some("Invalid username/password")));
+    }
+    let (status, body) = prov(json!({"username": "alice"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["password"].is_array());
+}
+
+#[tokio::test]
+async fn inactive_user_tokens_stop_working() {
+    let s = Server::start().await;
+    let (_, alice) = s.admin(Method::POST, "/api/users/users/", Some(json!({"username": "alice"}))).await;
+    let alice_id = alice["id"].as_i64().unwrap();
+    let t = s.create_token(json!({"user": alice_id})).await;
+    check(&s, "GET", TOKENS, Some(&t.bearer()), "200").await;
+    s.admin(Method::PATCH, &format!("/api/users/users/{alice_id}/"), Some(json!({"is_active": false}))).await;
+    check(&s, "GET", TOKENS, Some(&t.bearer()), "403 User inactive").await;
+    let wrong = format!("Bearer nbt_{}.{}", t.key, "z".repeat(40));
+    check(&s, "GET", TOKENS, Some(wrong.as_bytes()), "403 Invalid v2 token").await;
+    s.admin(Method::PATCH, &format!("/api/users/users/{alice_id}/"), Some(json!({"is_active": true}))).await;
+    check(&s, "GET", TOKENS, Some(&t.bearer()), "200").await;
+}
+
+#[tokio::test]
+async fn token_rest_api_shapes() {
+    let s = Server::start().await;
+    let (status, created) = s
+        .admin(Method::POST, TOKENS, Some(json!({"description": "ci", "allowed_ips": ["10.0.0.0/8"], "expires": "2099-05-01T10:00:00Z"})))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let base = s.base();
+    assert_eq!(created["url"], format!("{base}/api/users/tokens/{id}/"));
+    assert_eq!(created["display"], created["key"]);
+    assert_eq!(created["version"], 2);
+    assert_eq!(created["description"], "ci");
+    assert_eq!(created["expires"], "2099-05-01T10:00:00Z");
+    assert_eq!(created["allowed_ips"], json!(["10.0.0.0/8"]));
+    assert_eq!(created["pepper_id"], 1);
+    assert_eq!(created["user"]["username"], "admin");
+    assert_eq!(created["token"].as_str().unwrap().len(), 40);
+    for field in [
+        "id",
+        "url",
+        "display_url",
+        "display",
+        "version",
+        "key",
+        "user",
+        "description",
+        "created",
+        "expires",
+        "last_used",
+        "enabled",
+        "write_enabled",
+        "pepper_id",
+        "allowed_ips",
+        "token",
+    ] {
+        assert!(created.get(field).is_some(), "missing {field}");
+    }
+    // The secret is shown at creation only.
+    let (_, one) = s.admin(Method::GET, &format!("{TOKENS}{id}/"), None).await;
+    assert!(one.get("token").is_none());
+    assert_eq!(one["key"], created["key"]);
+    let (_, list) = s.admin(Method::GET, TOKENS, None).await;
+    assert!(list["results"].as_array().unwrap().iter().all(|t| t.get("token").is_none()));
+    // PATCH, PUT, DELETE.
+    let (st, patched) = s
+        .admin(
+            Method::PATCH,
+            &format!("{TOKENS}{id}/"),
+            Some(json!({"description": "changed", "write_enabled": false})),
+        )
+        .await;
+    assert_eq!(
+        (st, patched["description"].as_str(), patched["write_enabled"].as_bool()),
+        (200, Some("changed"), Some(false))
+    );
+    let (st, put) =
+        s.admin(Method::PUT, &format!("{TOKENS}{id}/"), Some(json!({"description": "put"}))).await;
+    assert_eq!(
+        (st, put["write_enabled"].as_bool(), put["allowed_ips"].clone()),
+        (200, Some(true), Value::Null)
+    );
+    let (st, _) = s.admin(Method::DELETE, &format!("{TOKENS}{id}/"), None).await;
+    assert_eq!(st, 204);
+    let (st, body) = s.admin(Method::GET, &format!("{TOKENS}{id}/"), None).await;
+    assert_eq!((st, body["detail"].as_str()), (404, Some("No Token matches the given query.")));
+}
+
+#[tokio::test]
+async fn pagination_and_filters() {
+    let s = Server::start().await;
+    for i in 0..5 {
+        s.create_token(json!({"description": format!("t{i}"), "enabled": i % 2 == 0})).await;
+    }
+    let (_, page) = s.admin(Method::GET, &format!("{TOKENS}?limit=2"), None).await;
+    assert_eq!(page["count"], 7); // admin's first token + v1 token + five new ones
+    assert_eq!(page["results"].as_array().unwrap().len(), 2);
+    assert_eq!(page["previous"], Value::Null);
+    let next = page["next"].as_str().unwrap().to_owned();
+    assert_eq!(next, format!("{}/api/users/tokens/?limit=2&offset=2", s.base()));
+    let (_, page2) = s.admin(Method::GET, next.strip_prefix(&s.base()).unwrap(), None).await;
+    assert_eq!(page2["previous"].as_str().unwrap(), format!("{}/api/users/tokens/?limit=2", s.base()));
+    let (_, last) = s.admin(Method::GET, &format!("{TOKENS}?limit=2&offset=6"), None).await;
+    assert_eq!(last["next"], Value::Null);
+    assert_eq!(last["results"].as_array().unwrap().len(), 1);
+    let (_, disabled) = s.admin(Method::GET, &format!("{TOKENS}?enabled=false"), None).await;
+    assert_eq!(disabled["count"], 2);
+    let (_, v1) = s.admin(Method::GET, &format!("{TOKENS}?version=1"), None).await;
+    assert_eq!(v1["count"], 1);
+    assert_eq!(v1["results"][0]["display"], format!("{}{}", "*".repeat(34), &V1_PLAIN[34..]));
+    let (_, brief) = s.admin(Method::GET, &format!("{TOKENS}?brief=true&limit=1"), None).await;
+    assert!(brief["results"][0].get("created").is_none());
+    assert!(brief["results"][0].get("display").is_some());
+    for (q, field) in [("version=9", "version"), ("enabled=maybe", "enabled"), ("user_id=abc", "user_id")] {
+        let (st, body) = s.admin(Method::GET, &format!("{TOKENS}?{q}"), None).await;
+        assert_eq!(st, 400, "{q}: {body}");
+        assert!(body[field].is_array(), "{q}: {body}");
+    }
+    // Huge and negative paging values are clamped, never an error.
+    let (st, body) =
+        s.admin(Method::GET, &format!("{TOKENS}?limit=99999999999999999999&offset=-5"), None).await;
+    assert_eq!((st, body["count"].as_i64()), (200, Some(7)));
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_4xx() {
+    let s = Server::start().await;
+    let cases: Vec<(Method, String, Option<&str>, u16, &str)> = vec![
+        (Method::POST, TOKENS.into(), Some("{not json"), 400, "detail"),
+        (Method::POST, TOKENS.into(), Some("[1,2]"), 400, "non_field_errors"),
+        (Method::POST, TOKENS.into(), Some(r#"{"bogus": 1}"#), 400, "bogus"),
+        (Method::POST, TOKENS.into(), Some(r#"{"enabled": "perhaps"}"#), 400, "enabled"),
+        (Method::POST, TOKENS.into(), Some(r#"{"allowed_ips": ["10.0.0.0/99"]}"#), 400, "allowed_ips"),
+        (Method::POST, TOKENS.into(), Some(r#"{"allowed_ips": "10.0.0.0/8"}"#), 400, "allowed_ips"),
+        (Method::POST, TOKENS.into(), Some(r#"{"expires": "2001-01-01T00:00:00Z"}"#), 400, "expires"),
+        (Method::POST, TOKENS.into(), Some(r#"{"expires": "soon"}"#), 400, "expires"),
+        (Method::POST, TOKENS.into(), Some(r#"{"token": "short"}"#), 400, "token"),
+        (Method::POST, TOKENS.into(), Some(r#"{"pepper_id": 7}"#), 400, "pepper_id"),
+        (Method::POST, TOKENS.into(), Some(r#"{"version": 3}"#), 400, "version"),
+        (Method::POST, TOKENS.into(), Some(r#"{"user": 999}"#), 400, "user"),
+        (
+            Method::POST,
+            TOKENS.into(),
+            Some(r#"{"version": 1, "token": "nbt_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#),
+            400,
+            "token",
+        ),
+        (Method::GET, format!("{TOKENS}abc/"), None, 404, "detail"),
+        (Method::GET, format!("{TOKENS}-1/"), None, 404, "detail"),
+        (Method::GET, format!("{TOKENS}99999999999999999999999/"), None, 404, "detail"),
+        (Method::GET, "/api/nothing/".into(), None, 404, "detail"),
+    ];
+    for (method, path, body, status, field) in cases {
+        let body_json = body.map(|b| b.to_owned());
+        let (st, resp) = s.admin_raw_body(method.clone(), &path, body_json).await;
+        assert_eq!(st, status, "{method} {path} {body:?}: {resp}");
+        assert!(resp.get(field).is_some(), "{method} {path} {body:?}: {resp}");
+    }
+    // Oversized bodies are refused before parsing.
+    let big = format!(r#"{{"description": "{}"}}"#, "x".repeat(200_000));
+    let (st, _) = s.admin_raw_body(Method::POST, TOKENS, Some(big)).await;
+    assert_eq!(st, 413);
+    // Deeply nested JSON is refused cheaply.
+    let deep = format!("{{\"description\": {}{}}}", "[".repeat(5000), "]".repeat(5000));
+    let (st, _) = s.admin_raw_body(Method::POST, TOKENS, Some(deep)).await;
+    assert_eq!(st, 400);
+}
+
+#[tokio::test]
+async fn users_see_only_their_own_tokens() {
+    let s = Server::start().await;
+    let (_, alice) = s.admin(Method::POST, "/api/users/users/", Some(json!({"username": "alice"}))).await;
+    let (_, bob) = s.admin(Method::POST, "/api/users/users/", Some(json!({"username": "bob"}))).await;
+    let alice_t = s.create_token(json!({"user": alice["id"]})).await;
+    let bob_t = s.create_token(json!({"user": bob["id"]})).await;
+    let (st, list) = s.raw(Method::GET, TOKENS, Some(&alice_t.bearer()), None, &[]).await;
+    assert_eq!(st, 200);
+    assert_eq!(list["count"], 1);
+    assert_eq!(list["results"][0]["id"], alice_t.id);
+    let (st, _) =
+        s.raw(Method::GET, &format!("{TOKENS}{}/", bob_t.id), Some(&alice_t.bearer()), None, &[]).await;
+    assert_eq!(st, 404);
+    let (st, _) =
+        s.raw(Method::POST, TOKENS, Some(&alice_t.bearer()), Some(json!({"user": bob["id"]})), &[]).await;
+    assert_eq!(st, 403);
+    let (st, _) = s
+        .raw(
+            Method::POST,
+            "/api/users/users/",
+            Some(&alice_t.bearer()),
+            Some(json!({"username": "eve"})),
+            &[],
+        )
+        .await;
+    assert_eq!(st, 403);
+    let (st, me) = s.raw(Method::GET, "/api/authentication-check/", Some(&alice_t.bearer()), None, &[]).await;
+    assert_eq!((st, me["username"].as_str()), (200, Some("alice")));
+}
+
+#[tokio::test]
+async fn api_version_header_and_root() {
+    let s = Server::start().await;
+    let resp = s
+        .client
+        .get(format!("{}/api/", s.base()))
+        .header("authorization", s.admin_bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["api-version"], "4.6");
+    let resp = s.client.get(format!("{}/healthz", s.base())).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp =
+        s.client.get(format!("{}/api/", s.base())).header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "abc-123");
+}
+
+#[tokio::test]
+async fn v1_policy_deny_refuses_v1_tokens_with_advice() {
+    let s = Server::start_with(|c| c.v1_policy = nbtoken_core::V1Policy::Deny).await;
+    check(
+        &s,
+        "GET",
+        TOKENS,
+        Some(format!("Token {V1_PLAIN}").as_bytes()),
+        &format!("403 {}", nbtoken_server::auth::MSG_V1_DENIED),
+    )
+    .await;
+    check(&s, "GET", TOKENS, Some(s.admin_bearer().as_bytes()), "200").await;
+}
+
+#[tokio::test]
+async fn hints_travel_beside_the_netbox_detail() {
+    let s = Server::start().await;
+    let doubled = format!("Bearer {}", s.admin_bearer());
+    let (st, body) = s.raw(Method::GET, TOKENS, Some(doubled.as_bytes()), None, &[]).await;
+    assert_eq!(st, 403);
+    assert_eq!(body["detail"], FORM);
+    assert!(body["hint"].as_str().unwrap().contains("keyword appears twice"));
+    let secret = s.admin_v2.split_once('.').unwrap().1;
+    assert!(!body.to_string().contains(secret));
+}
+
+#[tokio::test]
+async fn last_used_is_written_without_waiting() {
+    let s = Server::start().await;
+    let t = s.create_token(json!({})).await;
+    let (_, before) = s.admin(Method::GET, &format!("{TOKENS}{}/", t.id), None).await;
+    assert_eq!(before["last_used"], Value::Null);
+    check(&s, "GET", "/api/status/", Some(&t.bearer()), "200").await;
+    let mut seen = Value::Null;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (_, after) = s.admin(Method::GET, &format!("{TOKENS}{}/", t.id), None).await;
+        if !after["last_used"].is_null() {
+            seen = after["last_used"].clone();
+            break;
+        }
+    }
+    assert!(seen.is_string(), "last_used was never written");
+}

@@ -1,0 +1,301 @@
+//! Persistence for nbtoken: the [`Store`] trait and its backends.
+//!
+//! Rows come back as core types ([`nbtoken_core::StoredToken`]), parsed once
+//! at this boundary: a digest that is not 64 hex characters or a v1 row
+//! without a plaintext is reported as [`StoreError::Corrupt`], never passed on.
+//! A v2 secret never reaches this crate: only its digest does.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::future::Future;
+
+use nbtoken_core::{AllowedIps, Digest, PepperId, PreviousSecret, StoredCredential, StoredToken};
+use time::OffsetDateTime;
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// Errors from a store. Messages never contain secret material.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The row does not exist.
+    NotFound,
+    /// A unique value is taken; the string names the field (`username`, `key`, `plaintext`).
+    Conflict(&'static str),
+    /// A referenced row (such as the token's user) does not exist.
+    MissingReference(&'static str),
+    /// The database cannot be reached or answered with an I/O error.
+    Unavailable(String),
+    /// A row does not satisfy the invariants the schema should have enforced.
+    Corrupt(String),
+    /// The database URL or options are not usable.
+    Config(String),
+    /// Any other database error (its text, which never holds secrets).
+    Database(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotFound => f.write_str("not found"),
+            StoreError::Conflict(field) => write!(f, "a row with this {field} already exists"),
+            StoreError::MissingReference(what) => write!(f, "the referenced {what} does not exist"),
+            StoreError::Unavailable(e) => write!(f, "database unavailable: {e}"),
+            StoreError::Corrupt(e) => write!(f, "corrupt row in the database: {e}"),
+            StoreError::Config(e) => write!(f, "database configuration: {e}"),
+            StoreError::Database(e) => write!(f, "database error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Result alias for store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A user account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// Row id.
+    pub id: i64,
+    /// Unique login name.
+    pub username: String,
+    /// argon2id PHC string; `None` means password login is disabled.
+    pub password_hash: Option<String>,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// E-mail address.
+    pub email: String,
+    /// Inactive users cannot authenticate.
+    pub is_active: bool,
+    /// Superusers manage users and every token.
+    pub is_superuser: bool,
+    /// May create tokens for other users.
+    pub can_grant_tokens: bool,
+    /// When the account was created.
+    pub date_joined: OffsetDateTime,
+    /// Last password login (provision).
+    pub last_login: Option<OffsetDateTime>,
+}
+
+/// A user to create.
+#[derive(Clone, Debug, Default)]
+pub struct NewUser {
+    /// Unique login name.
+    pub username: String,
+    /// argon2id PHC string, if password login is allowed.
+    pub password_hash: Option<String>,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// E-mail address.
+    pub email: String,
+    /// Active flag.
+    pub is_active: bool,
+    /// Superuser flag.
+    pub is_superuser: bool,
+    /// Grant-token permission.
+    pub can_grant_tokens: bool,
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct UserPatch {
+    /// New username.
+    pub username: Option<String>,
+    /// New password hash (`Some(None)` disables password login).
+    pub password_hash: Option<Option<String>>,
+    /// New first name.
+    pub first_name: Option<String>,
+    /// New last name.
+    pub last_name: Option<String>,
+    /// New e-mail.
+    pub email: Option<String>,
+    /// New active flag.
+    pub is_active: Option<bool>,
+    /// New superuser flag.
+    pub is_superuser: Option<bool>,
+    /// New grant-token permission.
+    pub can_grant_tokens: Option<bool>,
+    /// New last-login time.
+    pub last_login: Option<OffsetDateTime>,
+}
+
+/// Filters for listing users; all that are set must hold.
+#[derive(Clone, Debug, Default)]
+pub struct UserFilter {
+    /// Only these ids.
+    pub ids: Vec<i64>,
+    /// Only these usernames (exact).
+    pub usernames: Vec<String>,
+    /// Only active (true) or inactive (false) users.
+    pub is_active: Option<bool>,
+}
+
+/// A window of a list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Rows to return at most.
+    pub limit: u32,
+    /// Rows to skip.
+    pub offset: u64,
+}
+
+/// A token row with what the API shows beside it.
+#[derive(Clone, Debug)]
+pub struct TokenRecord {
+    /// The fields the verification decision reads.
+    pub token: StoredToken,
+    /// Free text.
+    pub description: String,
+    /// Creation time.
+    pub created: OffsetDateTime,
+    /// Owner's username.
+    pub username: String,
+    /// Whether the owner is active.
+    pub user_active: bool,
+}
+
+/// A token to create. For v2 the digest is stored, never the secret.
+#[derive(Clone, Debug)]
+pub struct NewToken {
+    /// Owner.
+    pub user_id: i64,
+    /// v1 plaintext or v2 key/pepper/digest (`previous` must be `None`).
+    pub credential: StoredCredential,
+    /// Free text (at most 200 characters, checked by the caller).
+    pub description: String,
+    /// Expiry.
+    pub expires: Option<OffsetDateTime>,
+    /// Enabled flag.
+    pub enabled: bool,
+    /// Write flag.
+    pub write_enabled: bool,
+    /// Source networks allowed.
+    pub allowed_ips: AllowedIps,
+}
+
+/// Changes to a token; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct TokenPatch {
+    /// New description.
+    pub description: Option<String>,
+    /// New expiry (`Some(None)` removes it).
+    pub expires: Option<Option<OffsetDateTime>>,
+    /// New enabled flag.
+    pub enabled: Option<bool>,
+    /// New write flag.
+    pub write_enabled: Option<bool>,
+    /// New allowed networks.
+    pub allowed_ips: Option<AllowedIps>,
+    /// New owner.
+    pub user_id: Option<i64>,
+}
+
+/// Filters for listing tokens; all that are set must hold.
+#[derive(Clone, Debug, Default)]
+pub struct TokenFilter {
+    /// Only these ids.
+    pub ids: Vec<i64>,
+    /// Only tokens of these users.
+    pub user_ids: Vec<i64>,
+    /// Only tokens of users with these usernames.
+    pub usernames: Vec<String>,
+    /// Only this version.
+    pub version: Option<nbtoken_core::TokenVersion>,
+    /// Only enabled (true) or disabled (false) tokens.
+    pub enabled: Option<bool>,
+    /// Only write-enabled (true) or read-only (false) tokens.
+    pub write_enabled: Option<bool>,
+    /// Only these v2 keys.
+    pub keys: Vec<String>,
+    /// Only tokens hashed with this pepper.
+    pub pepper_id: Option<PepperId>,
+}
+
+/// A deferred write after a successful authentication.
+#[derive(Clone, Debug)]
+pub struct Touch {
+    /// The token.
+    pub token_id: i64,
+    /// The new `last_used`.
+    pub at: OffsetDateTime,
+    /// A digest under a newer pepper to store instead of the old one.
+    pub rehash: Option<(PepperId, Digest)>,
+}
+
+/// How many v2 tokens depend on one pepper.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PepperUsage {
+    /// The pepper id.
+    pub pepper_id: PepperId,
+    /// v2 tokens whose digest (or previous digest in an overlap) uses it.
+    pub tokens: u64,
+    /// The latest `last_used` among them.
+    pub last_used: Option<OffsetDateTime>,
+}
+
+/// Persistence for users and tokens. Every backend passes the same test suite.
+///
+/// Futures are `Send` so the server can hold a store in shared state.
+pub trait Store: Send + Sync + 'static {
+    /// Creates a user. `Conflict("username")` if the name is taken.
+    fn create_user(&self, user: NewUser) -> impl Future<Output = Result<User>> + Send;
+    /// A user by id.
+    fn user(&self, id: i64) -> impl Future<Output = Result<Option<User>>> + Send;
+    /// A user by username.
+    fn user_by_name(&self, username: &str) -> impl Future<Output = Result<Option<User>>> + Send;
+    /// Matching users ordered by username, and how many match in all.
+    fn list_users(
+        &self,
+        filter: &UserFilter,
+        page: Page,
+    ) -> impl Future<Output = Result<(u64, Vec<User>)>> + Send;
+    /// Changes a user. `NotFound` if it does not exist.
+    fn update_user(&self, id: i64, patch: UserPatch) -> impl Future<Output = Result<User>> + Send;
+    /// Deletes a user and, by cascade, their tokens. `NotFound` if absent.
+    fn delete_user(&self, id: i64) -> impl Future<Output = Result<()>> + Send;
+
+    /// Creates a token. `Conflict("key")` / `Conflict("plaintext")` on a duplicate,
+    /// `MissingReference("user")` for an unknown user.
+    fn create_token(&self, token: NewToken) -> impl Future<Output = Result<TokenRecord>> + Send;
+    /// A token by id.
+    fn token(&self, id: i64) -> impl Future<Output = Result<Option<TokenRecord>>> + Send;
+    /// The v2 token with this key (the authentication lookup).
+    fn token_by_key(&self, key: &str) -> impl Future<Output = Result<Option<TokenRecord>>> + Send;
+    /// The v1 token with this plaintext (the authentication lookup).
+    fn token_by_plaintext(&self, plaintext: &str)
+        -> impl Future<Output = Result<Option<TokenRecord>>> + Send;
+    /// Matching tokens, newest first (`created` desc, then id desc), and how many match in all.
+    fn list_tokens(
+        &self,
+        filter: &TokenFilter,
+        page: Page,
+    ) -> impl Future<Output = Result<(u64, Vec<TokenRecord>)>> + Send;
+    /// Changes a token. `NotFound` if it does not exist.
+    fn update_token(&self, id: i64, patch: TokenPatch) -> impl Future<Output = Result<TokenRecord>> + Send;
+    /// Deletes a token. `NotFound` if absent.
+    fn delete_token(&self, id: i64) -> impl Future<Output = Result<()>> + Send;
+    /// Replaces a v2 token's digest (rotation), keeping the old one as `previous`
+    /// until its deadline. `NotFound` if absent or not v2.
+    fn rotate_token(
+        &self,
+        id: i64,
+        pepper_id: PepperId,
+        digest: Digest,
+        previous: Option<PreviousSecret>,
+    ) -> impl Future<Output = Result<TokenRecord>> + Send;
+    /// Applies deferred `last_used` and re-hash writes in one transaction.
+    /// A `last_used` never moves backwards; tokens deleted meanwhile are skipped.
+    fn apply_touches(&self, touches: &[Touch]) -> impl Future<Output = Result<()>> + Send;
+    /// Per pepper id, how many v2 tokens use it and when one was last used.
+    fn pepper_usage(&self) -> impl Future<Output = Result<Vec<PepperUsage>>> + Send;
+    /// Cheap round trip, for health checks.
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+}

@@ -1,0 +1,234 @@
+//! The store test suite, mounted once per backend.
+//!
+//! The tests live in `store/suite.rs` and are generic over [`Backend`]: a
+//! store plus the two things only the backend can do (run raw SQL, show the
+//! bytes it keeps). Each backend module below mounts every test with `mount!`.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "store/suite.rs"]
+mod suite;
+
+use std::path::PathBuf;
+
+use nbtoken_store::{SqliteStore, Store};
+
+/// What the suite needs from a backend beyond the [`Store`] trait.
+// Only this test binary implements it, so `Send` bounds on the futures are not needed.
+#[allow(async_fn_in_trait)]
+pub trait Backend {
+    /// The store under test.
+    type S: Store;
+    /// The store.
+    fn store(&self) -> &Self::S;
+    /// Runs one raw SQL statement (portable SQL only), returning rows affected or the database's message.
+    async fn exec(&self, sql: &str) -> Result<u64, String>;
+    /// Every byte the backend keeps rows in, labelled, as raw as possible.
+    async fn stored_bytes(&self) -> Vec<(String, Vec<u8>)>;
+}
+
+/// Mounts suite tests for one backend: `mount!(constructor => test, test, …)`.
+macro_rules! mount {
+    ($new:expr => $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let backend = $new.await;
+                crate::suite::$name(&backend).await;
+            }
+        )*
+    };
+}
+
+/// Every suite test, in one list so each backend mounts the same set.
+macro_rules! mount_suite {
+    ($new:expr) => {
+        mount!($new =>
+            ping,
+            user_crud,
+            username_conflict,
+            list_users_filters_and_pages,
+            token_v1_create_and_lookup,
+            token_v2_create_and_lookup,
+            duplicate_key_and_plaintext_conflict,
+            unknown_user_is_missing_reference,
+            check_constraint_enforces_version_fields,
+            list_tokens_filters_pages_and_counts,
+            list_tokens_orders_newest_first_then_id,
+            update_token_patch_semantics,
+            delete_token_and_cascade_on_user_delete,
+            apply_touches_never_moves_last_used_backwards,
+            apply_touches_rehash_and_skips_deleted,
+            rotate_token_sets_and_clears_previous,
+            pepper_usage_counts_current_and_overlapping_peppers,
+            no_v2_secret_reaches_storage,
+            malformed_digest_is_corrupt_without_the_value,
+        );
+    };
+}
+
+mod sqlite {
+    use super::*;
+
+    /// An SQLite store on a real file in a fresh temporary directory.
+    pub struct SqliteBackend {
+        pub store: SqliteStore,
+        pub path: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    impl SqliteBackend {
+        pub async fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("nbtoken.sqlite3");
+            let store = SqliteStore::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
+            Self { store, path, _dir: dir }
+        }
+
+        fn read(&self, suffix: &str) -> Option<(String, Vec<u8>)> {
+            let mut name = self.path.clone().into_os_string();
+            name.push(suffix);
+            let path = PathBuf::from(name);
+            std::fs::read(&path).ok().map(|bytes| (path.display().to_string(), bytes))
+        }
+    }
+
+    impl Backend for SqliteBackend {
+        type S = SqliteStore;
+
+        fn store(&self) -> &SqliteStore {
+            &self.store
+        }
+
+        async fn exec(&self, sql: &str) -> Result<u64, String> {
+            sqlx::query(sql)
+                .execute(self.store.pool())
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(|e| e.to_string())
+        }
+
+        /// The main file and the write-ahead log as they are, then the main
+        /// file again after a checkpoint has moved the log into it.
+        async fn stored_bytes(&self) -> Vec<(String, Vec<u8>)> {
+            let mut out: Vec<_> = ["", "-wal", "-shm"].iter().filter_map(|s| self.read(s)).collect();
+            self.store.checkpoint().await.unwrap();
+            out.extend(self.read(""));
+            out
+        }
+    }
+
+    mount_suite!(SqliteBackend::new());
+
+    mod specific {
+        //! Behaviour only SQLite has: URLs, pragmas, files, concurrent writers.
+
+        use std::time::Duration;
+
+        use nbtoken_core::PepperId;
+        use nbtoken_store::{NewUser, Page, StoreError, TokenFilter, Touch};
+        use time::OffsetDateTime;
+
+        use super::*;
+        use crate::suite::{new_user, v2_token};
+
+        /// A pragma's value as text (some are numbers, some are words).
+        async fn pragma(store: &SqliteStore, name: &str) -> String {
+            use sqlx::Row;
+            let row = sqlx::query(&format!("PRAGMA {name}")).fetch_one(store.pool()).await.unwrap();
+            row.try_get::<i64, _>(0).map(|n| n.to_string()).or_else(|_| row.try_get::<String, _>(0)).unwrap()
+        }
+
+        #[tokio::test]
+        async fn connect_sets_wal_foreign_keys_busy_timeout_and_synchronous() {
+            let b = SqliteBackend::new().await;
+            assert_eq!(pragma(&b.store, "journal_mode").await, "wal");
+            assert_eq!(pragma(&b.store, "foreign_keys").await, "1");
+            assert_eq!(pragma(&b.store, "busy_timeout").await, "5000");
+            // NORMAL
+            assert_eq!(pragma(&b.store, "synchronous").await, "1");
+        }
+
+        #[tokio::test]
+        async fn bare_path_and_url_without_mode_create_the_file_and_reopen_keeps_rows() {
+            let dir = tempfile::tempdir().unwrap();
+            let bare = dir.path().join("bare.sqlite3");
+            let store = SqliteStore::connect(bare.to_str().unwrap()).await.unwrap();
+            store.create_user(new_user("alice")).await.unwrap();
+            store.close().await;
+            assert!(bare.exists());
+
+            // Reopening applies the (already applied) migrations again without harm.
+            let store = SqliteStore::open_file(&bare).await.unwrap();
+            assert!(store.user_by_name("alice").await.unwrap().is_some());
+            store.close().await;
+
+            let url_path = dir.path().join("url.sqlite3");
+            let store = SqliteStore::connect(&format!("sqlite://{}", url_path.display())).await.unwrap();
+            store.ping().await.unwrap();
+            assert!(url_path.exists());
+        }
+
+        #[tokio::test]
+        async fn in_memory_url_keeps_its_rows_across_the_pool() {
+            let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+            for name in ["a", "b", "c"] {
+                store.create_user(new_user(name)).await.unwrap();
+            }
+            let (total, _) =
+                store.list_users(&Default::default(), Page { limit: 10, offset: 0 }).await.unwrap();
+            assert_eq!(total, 3);
+        }
+
+        #[tokio::test]
+        async fn invalid_url_is_a_config_error() {
+            let err = SqliteStore::connect("sqlite://x?mode=sideways").await.unwrap_err();
+            assert!(matches!(err, StoreError::Config(_)), "{err:?}");
+        }
+
+        #[tokio::test]
+        async fn closed_pool_is_unavailable() {
+            let b = SqliteBackend::new().await;
+            b.store.close().await;
+            let err = b.store.ping().await.unwrap_err();
+            assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_writers_wait_instead_of_failing() {
+            let b = SqliteBackend::new().await;
+            let user = b.store.create_user(NewUser { is_active: true, ..new_user("writer") }).await.unwrap();
+            let mut tasks = Vec::new();
+            for _ in 0..8 {
+                let store = b.store.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut ids = Vec::new();
+                    for _ in 0..10 {
+                        let (token, _) = v2_token(user.id, 1);
+                        let rec = store.create_token(token).await.unwrap();
+                        store
+                            .apply_touches(&[Touch {
+                                token_id: rec.token.id,
+                                at: OffsetDateTime::now_utc(),
+                                rehash: None,
+                            }])
+                            .await
+                            .unwrap();
+                        ids.push(rec.token.id);
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    ids
+                }));
+            }
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.unwrap());
+            }
+            assert_eq!(all.len(), 80);
+            let filter = TokenFilter { pepper_id: Some(PepperId::new(1).unwrap()), ..Default::default() };
+            let (total, rows) = b.store.list_tokens(&filter, Page { limit: 100, offset: 0 }).await.unwrap();
+            assert_eq!(total, 80);
+            assert!(rows.iter().all(|r| r.token.last_used.is_some()));
+        }
+    }
+}

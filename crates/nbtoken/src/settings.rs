@@ -1,0 +1,197 @@
+//! Validated settings from flags, environment and the TOML config file (flags, then env, then file).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use ipnet::IpNet;
+use nbtoken_core::{PepperId, PepperRing, SecretString, V1Policy};
+use serde::Deserialize;
+
+use crate::cli::Global;
+
+/// Name of the pepper file generated in the data directory on first start.
+pub const GENERATED_PEPPERS: &str = "peppers.toml";
+const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+/// The config file's shape. Unknown keys are refused, so typos are not silently ignored.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<String>,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    v1_policy: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    #[serde(default)]
+    peppers: BTreeMap<String, String>,
+}
+
+/// Where the peppers came from (for the first-start warning and `doctor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PepperSource {
+    /// `NBTOKEN_PEPPER_<ID>` variables and/or the config file.
+    Configured,
+    /// The file generated in the data directory.
+    DataDir,
+    /// None found.
+    Missing,
+}
+
+/// Everything a command needs, checked once.
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub bind: SocketAddr,
+    pub v1_policy: V1Policy,
+    pub trusted_proxies: Vec<IpNet>,
+    pub peppers: PepperRing,
+    pub pepper_source: PepperSource,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Settings {
+    /// Reads the config file (if any), the environment and the flags.
+    pub fn load(global: &Global, bind_flag: Option<&str>) -> Result<Self> {
+        let file: FileConfig = match &global.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir =
+            global.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("nbtoken-data"));
+        let database_url = match global.database.clone().or(file.database_url) {
+            Some(url) => url,
+            None => format!("sqlite://{}", data_dir.join("nbtoken.sqlite3").display()),
+        };
+        let bind_text = bind_flag.map(str::to_owned).or(file.bind).unwrap_or_else(|| DEFAULT_BIND.to_owned());
+        let bind: SocketAddr = bind_text
+            .parse()
+            .with_context(|| format!("invalid bind address {bind_text:?} (expected IP:PORT)"))?;
+        let v1_text = env("NBTOKEN_V1").or(file.v1_policy).unwrap_or_else(|| "warn".to_owned());
+        let v1_policy: V1Policy =
+            v1_text.parse().map_err(anyhow::Error::msg).context("NBTOKEN_V1 / v1_policy")?;
+        let proxies: Vec<String> = match env("NBTOKEN_TRUSTED_PROXIES") {
+            Some(v) => v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+            None => file.trusted_proxies.unwrap_or_default(),
+        };
+        let trusted_proxies = proxies
+            .iter()
+            .map(|p| {
+                p.parse::<IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .with_context(|| format!("invalid trusted proxy {p:?} (expected an IP or CIDR)"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut entries: BTreeMap<PepperId, SecretString> = BTreeMap::new();
+        for (id, value) in file.peppers {
+            entries.insert(PepperId::parse(&id).context("config file [peppers]")?, SecretString::new(value));
+        }
+        for (name, value) in std::env::vars() {
+            if let Some(id) = name.strip_prefix("NBTOKEN_PEPPER_") {
+                let id = PepperId::parse(id).with_context(|| format!("environment variable {name}"))?;
+                entries.insert(id, SecretString::new(value));
+            }
+        }
+        let (peppers, pepper_source) = if entries.is_empty() {
+            match read_generated(&data_dir)? {
+                Some(ring) => (ring, PepperSource::DataDir),
+                None => (PepperRing::empty(), PepperSource::Missing),
+            }
+        } else {
+            (PepperRing::new(entries)?, PepperSource::Configured)
+        };
+        Ok(Self { data_dir, database_url, bind, v1_policy, trusted_proxies, peppers, pepper_source })
+    }
+
+    /// The server configuration.
+    pub fn server_config(&self) -> nbtoken_server::Config {
+        let mut c = nbtoken_server::Config::new(self.bind, self.peppers.clone());
+        c.v1_policy = self.v1_policy;
+        c.trusted_proxies = self.trusted_proxies.clone();
+        c
+    }
+
+    /// Creates the data directory (owner-only) if the database lives in it.
+    pub fn ensure_data_dir(&self) -> Result<()> {
+        create_private_dir(&self.data_dir)
+    }
+
+    /// Generates a pepper into the data directory (first start without configured peppers).
+    pub fn generate_pepper_file(&mut self) -> Result<PathBuf> {
+        self.ensure_data_dir()?;
+        let path = self.data_dir.join(GENERATED_PEPPERS);
+        let value = nbtoken_core::pepper::generate_value().context("cannot generate a pepper")?;
+        let text = format!(
+            "# Generated by nbtoken on first start. Keep this file secret and backed up:\n# without it no v2 token can be verified. Production should inject peppers\n# through NBTOKEN_PEPPER_<ID> from a secret store instead.\n1 = \"{}\"\n",
+            value.expose()
+        );
+        write_private_file(&path, text.as_bytes())?;
+        self.peppers = PepperRing::new([(PepperId::new(1)?, value)])?;
+        self.pepper_source = PepperSource::DataDir;
+        Ok(path)
+    }
+}
+
+fn read_generated(data_dir: &Path) -> Result<Option<PepperRing>> {
+    let path = data_dir.join(GENERATED_PEPPERS);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let table: BTreeMap<String, String> =
+        toml::from_str(&text).with_context(|| format!("invalid pepper file {}", path.display()))?;
+    let mut entries = Vec::new();
+    for (id, value) in table {
+        entries.push((PepperId::parse(&id)?, SecretString::new(value)));
+    }
+    Ok(Some(PepperRing::new(entries).with_context(|| format!("pepper file {}", path.display()))?))
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict permissions of {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes a new file readable only by its owner; refuses to overwrite.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(contents).with_context(|| format!("cannot write {}", path.display()))?;
+    f.sync_all().ok();
+    Ok(())
+}
+
+/// Refuses an empty password or one with surrounding whitespace from a pipe's newline.
+pub fn read_password_stdin() -> Result<SecretString> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("cannot read the password from stdin")?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_owned();
+    if pw.chars().count() < 8 {
+        bail!("the password must be at least 8 characters");
+    }
+    Ok(SecretString::new(pw))
+}

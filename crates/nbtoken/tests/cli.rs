@@ -1,0 +1,247 @@
+//! The `nbtoken` binary end to end: first start, admin commands, and curl against `serve`.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn nbtoken(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nbtoken"));
+    c.arg("--data-dir").arg(dir.join("data"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("NBTOKEN_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("NBTOKEN_LOG", "warn");
+    c
+}
+
+fn run(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Served {
+    child: Child,
+    stdout_lines: Vec<String>,
+    addr: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `nbtoken serve`, waits for `listening on http://ADDR` on stderr, and collects stdout printed before it.
+fn serve(dir: &std::path::Path) -> Served {
+    let port = free_port();
+    let mut child = nbtoken(dir)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut addr = None;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if let Some(a) = line.strip_prefix("listening on http://") {
+            addr = Some(a.trim().to_owned());
+            break;
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+    }
+    let stdout = child.stdout.take().unwrap();
+    // The first-start banner is printed before listening; read what is there without blocking forever.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdout_lines = Vec::new();
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+        stdout_lines.push(l);
+    }
+    Served { child, stdout_lines, addr: addr.expect("no listening line") }
+}
+
+fn curl(args: &[&str]) -> (u16, String) {
+    let out =
+        Command::new("curl").args(["-s", "-o", "-", "-w", "\n%{http_code}"]).args(args).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_owned())
+}
+
+#[test]
+fn first_start_prints_a_working_token_and_curl_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path());
+    let token_line =
+        served.stdout_lines.iter().find(|l| l.trim_start().starts_with("token:")).expect("token printed");
+    let token = token_line.split_whitespace().last().unwrap().to_owned();
+    assert!(token.starts_with("nbt_"));
+    let (code, body) = curl(&[
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        &format!("http://{}/api/users/tokens/", served.addr),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["count"], 1);
+    assert_eq!(v["results"][0]["user"]["username"], "admin");
+    let (code, _) = curl(&[&format!("http://{}/api/users/tokens/", served.addr)]);
+    assert_eq!(code, 403);
+    // The generated pepper file is private.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("data/peppers.toml")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "pepper file readable by others: {mode:o}");
+    }
+    drop(served);
+    // A second start keeps the same pepper and database: the token still works, and no new admin is made.
+    let again = serve(dir.path());
+    assert!(again.stdout_lines.iter().all(|l| !l.contains("token:")));
+    let (code, _) = curl(&[
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        &format!("http://{}/api/status/", again.addr),
+    ]);
+    assert_eq!(code, 200);
+}
+
+#[test]
+fn admin_commands_and_json_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Peppers injected through the environment, as production should.
+    let pepper = "env-pepper-0123456789-0123456789-0123456789-0123456789";
+    let with_pepper = |c: &mut Command| {
+        c.env("NBTOKEN_PEPPER_3", pepper);
+    };
+    let mut c = nbtoken(d);
+    c.args(["user", "create", "alice", "--password-stdin", "--json"]);
+    let (ok, out, err) = run(&mut c, Some("alice-password-1\n"));
+    assert!(ok, "{err}");
+    let alice: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(alice["username"], "alice");
+    assert!(alice["id"].as_i64().is_some());
+
+    let (ok, _, err) = run(nbtoken(d).args(["user", "create", "alice"]), None);
+    assert!(!ok);
+    assert!(err.contains("already exists"), "{err}");
+
+    let mut c = nbtoken(d);
+    with_pepper(&mut c);
+    c.args([
+        "token",
+        "create",
+        "--user",
+        "alice",
+        "--read-only",
+        "--allowed-ip",
+        "10.0.0.0/8",
+        "--description",
+        "ci",
+        "--expires",
+        "2099-01-01T00:00:00Z",
+        "--json",
+    ]);
+    let (ok, out, err) = run(&mut c, None);
+    assert!(ok, "{err}");
+    let t: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(t["pepper_id"], 3);
+    assert_eq!(t["write_enabled"], false);
+    assert_eq!(t["allowed_ips"], serde_json::json!(["10.0.0.0/8"]));
+    assert_eq!(t["expires"], "2099-01-01T00:00:00Z");
+    let secret = t["token"].as_str().unwrap().to_owned();
+    assert_eq!(secret.len(), 40);
+    let id = t["id"].as_i64().unwrap().to_string();
+
+    // The secret is shown once: list and show never print it.
+    let (ok, list, _) = run(nbtoken(d).args(["token", "list"]), None);
+    assert!(ok);
+    assert!(list.contains(t["key"].as_str().unwrap()));
+    assert!(!list.contains(&secret));
+    let (ok, shown, _) = run(nbtoken(d).args(["token", "show", &id, "--json"]), None);
+    assert!(ok);
+    assert!(!shown.contains(&secret));
+    assert!(serde_json::from_str::<Value>(&shown).unwrap().get("token").is_none());
+
+    let (ok, _, _) = run(nbtoken(d).args(["token", "disable", &id]), None);
+    assert!(ok);
+    let (_, shown, _) = run(nbtoken(d).args(["token", "show", &id, "--json"]), None);
+    assert_eq!(serde_json::from_str::<Value>(&shown).unwrap()["enabled"], false);
+
+    // Without any pepper, v2 creation names the missing setting.
+    let (ok, _, err) = run(nbtoken(d).args(["token", "create", "--user", "alice"]), None);
+    assert!(!ok);
+    assert!(err.contains("NBTOKEN_PEPPER_"), "{err}");
+
+    // Bad input: clear errors, non-zero exit, no panic.
+    for args in [
+        vec!["token", "create", "--user", "nobody"],
+        vec!["token", "create", "--user", "alice", "--allowed-ip", "10.0.0.0/99"],
+        vec!["token", "create", "--user", "alice", "--expires", "tomorrow"],
+        vec!["token", "create", "--user", "alice", "--version", "3"],
+        vec!["token", "show", "999"],
+        vec!["token", "delete", "999"],
+    ] {
+        let mut c = nbtoken(d);
+        with_pepper(&mut c);
+        let (ok, _, err) = run(c.args(&args), None);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.is_empty(), "{args:?}: no error message");
+    }
+
+    let (ok, out, _) = run(nbtoken(d).args(["user", "list", "--json"]), None);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().len(), 1);
+    let (ok, out, _) = run(nbtoken(d).args(["pepper", "generate"]), None);
+    assert!(ok);
+    assert_eq!(out.trim().len(), 64);
+}
+
+#[test]
+fn bad_configuration_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut c = nbtoken(d);
+    c.env("NBTOKEN_PEPPER_1", "too-short-pepper").args(["token", "list"]);
+    let (ok, _, err) = run(&mut c, None);
+    assert!(!ok);
+    assert!(err.contains("pepper 1") && err.contains("at least 50"), "{err}");
+    assert!(!err.contains("too-short-pepper"), "pepper value leaked: {err}");
+    let cfg = d.join("bad.toml");
+    std::fs::write(&cfg, "bindd = \"127.0.0.1:1\"\n").unwrap();
+    let (ok, _, err) = run(nbtoken(d).arg("--config").arg(&cfg).args(["user", "list"]), None);
+    assert!(!ok);
+    assert!(err.contains("bindd"), "{err}");
+    let mut c = nbtoken(d);
+    c.env("NBTOKEN_V1", "sometimes").args(["user", "list"]);
+    let (ok, _, err) = run(&mut c, None);
+    assert!(!ok);
+    assert!(err.contains("allow, warn or deny"), "{err}");
+}

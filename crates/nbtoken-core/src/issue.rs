@@ -190,6 +190,74 @@ pub fn issue(req: &IssueRequest, peppers: &PepperRing) -> Result<Issued, IssueEr
     }
 }
 
+/// A new secret for an existing v2 token.
+#[derive(Debug)]
+pub struct Rotated {
+    /// Pepper of the new digest (the current one).
+    pub pepper_id: PepperId,
+    /// Digest of the new secret.
+    pub digest: crate::Digest,
+    /// The old digest, accepted until the overlap ends (`None` without overlap).
+    pub previous: Option<crate::verify::PreviousSecret>,
+    /// The new full value `nbt_<key>.<secret>`, to show once.
+    pub token: SecretString,
+}
+
+/// Why a token cannot be rotated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RotateError {
+    /// Only v2 tokens have a secret to rotate; a v1 token is migrated instead.
+    NotV2,
+    /// A negative overlap.
+    NegativeOverlap,
+    /// No pepper, or the RNG failed.
+    Issue(IssueError),
+}
+
+impl fmt::Display for RotateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RotateError::NotV2 => {
+                f.write_str("only v2 tokens can be rotated; replace v1 tokens with `nbtoken migrate`")
+            }
+            RotateError::NegativeOverlap => f.write_str("the overlap must not be negative"),
+            RotateError::Issue(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RotateError {}
+
+/// Draws a new secret for a v2 token. With a positive `overlap` the old
+/// secret keeps working until `now + overlap`, then never again.
+pub fn rotate(
+    current: &StoredCredential,
+    peppers: &PepperRing,
+    now: OffsetDateTime,
+    overlap: time::Duration,
+) -> Result<Rotated, RotateError> {
+    let StoredCredential::V2 { key, pepper_id, digest, .. } = current else {
+        return Err(RotateError::NotV2);
+    };
+    if overlap.is_negative() {
+        return Err(RotateError::NegativeOverlap);
+    }
+    let pepper = peppers.current().map_err(|e| RotateError::Issue(e.into()))?;
+    let secret = Secret::generate().map_err(|e| RotateError::Issue(e.into()))?;
+    let previous = overlap.is_positive().then(|| crate::verify::PreviousSecret {
+        pepper_id: *pepper_id,
+        digest: digest.clone(),
+        valid_until: now + overlap,
+    });
+    Ok(Rotated {
+        pepper_id: pepper.id(),
+        digest: pepper.digest(secret.expose()),
+        previous,
+        token: secret.full_token(key),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;
@@ -308,6 +376,55 @@ mod tests {
     fn no_peppers_names_the_setting() {
         let msg = issue(&req(TokenVersion::V2), &PepperRing::empty()).unwrap_err().to_string();
         assert!(msg.contains("API_TOKEN_PEPPERS") && msg.contains("NBTOKEN_PEPPER_"), "{msg}");
+    }
+
+    #[test]
+    fn rotation_keeps_the_old_secret_only_during_the_overlap() {
+        let peppers = ring();
+        let issued = issue(&req(TokenVersion::V2), &peppers).unwrap();
+        let old_header = format!("Bearer {}", issued.token.expose());
+        let rotated = rotate(&issued.credential, &peppers, NOW, time::Duration::minutes(10)).unwrap();
+        let StoredCredential::V2 { key, .. } = &issued.credential else { panic!("v2 expected") };
+        let stored = |now_offset: i64, header: &str| {
+            let parsed = AuthHeader::parse(header.as_bytes()).unwrap().unwrap();
+            let token = StoredToken {
+                id: 1,
+                user_id: 1,
+                credential: StoredCredential::V2 {
+                    key: key.clone(),
+                    pepper_id: rotated.pepper_id,
+                    digest: rotated.digest.clone(),
+                    previous: rotated.previous.clone(),
+                },
+                enabled: true,
+                write_enabled: true,
+                expires: None,
+                last_used: None,
+                allowed_ips: AllowedIps::default(),
+            };
+            decide(&VerifyInput {
+                credential: parsed.credential(),
+                token: Some(&token),
+                user_active: true,
+                access: Access::Read,
+                client_ip: None,
+                now: NOW + time::Duration::minutes(now_offset),
+                peppers: &peppers,
+            })
+            .is_ok()
+        };
+        let new_header = format!("Bearer {}", rotated.token.expose());
+        assert!(stored(0, &new_header));
+        assert!(stored(9, &old_header));
+        assert!(!stored(10, &old_header));
+        assert!(stored(60, &new_header));
+        let none = rotate(&issued.credential, &peppers, NOW, time::Duration::ZERO).unwrap();
+        assert!(none.previous.is_none());
+        let v1 = issue(&req(TokenVersion::V1), &peppers).unwrap();
+        assert_eq!(
+            rotate(&v1.credential, &peppers, NOW, time::Duration::ZERO).unwrap_err(),
+            RotateError::NotV2
+        );
     }
 
     #[test]

@@ -14,9 +14,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod digest;
 pub mod header;
 pub mod issue;
+pub mod migrate;
 pub mod password;
 pub mod pepper;
 pub mod secret;
@@ -25,7 +27,7 @@ pub mod verify;
 
 pub use digest::{Digest, DigestError};
 pub use header::{AuthHeader, Credential, HeaderError, Hint};
-pub use issue::{issue, IssueError, IssueRequest, Issued, V1Policy};
+pub use issue::{issue, rotate, IssueError, IssueRequest, Issued, RotateError, Rotated, V1Policy};
 pub use pepper::{Pepper, PepperError, PepperId, PepperRing};
 pub use secret::SecretString;
 pub use token::{Secret, TokenError, TokenKey, TokenVersion, V1Plaintext, TOKEN_PREFIX};

@@ -38,6 +38,32 @@ pub struct Principal {
 pub const MSG_V1_DENIED: &str =
     "v1 tokens are no longer accepted by this server. Use a v2 token: 'Authorization: Bearer nbt_<key>.<secret>'.";
 
+/// RFC 9745 `Deprecation` value for v1 authentication: 2026-01-01T00:00:00Z.
+pub const V1_DEPRECATED_SINCE: &str = "@1767225600";
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form `Sunset` takes.
+pub fn http_date(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let day = match t.weekday() {
+        time::Weekday::Monday => "Mon",
+        time::Weekday::Tuesday => "Tue",
+        time::Weekday::Wednesday => "Wed",
+        time::Weekday::Thursday => "Thu",
+        time::Weekday::Friday => "Fri",
+        time::Weekday::Saturday => "Sat",
+        time::Weekday::Sunday => "Sun",
+    };
+    let month = &format!("{:?}", t.month())[..3];
+    format!(
+        "{day}, {:02} {month} {} {:02}:{:02}:{:02} GMT",
+        t.day(),
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// Routes whose handler authenticates by password, so the token's write permission is not required.
 fn needs(method: &str, path: &str) -> Access {
     if path == "/api/users/tokens/provision/" {
@@ -63,8 +89,14 @@ pub async fn authenticate(
             let mut resp = next.run(req).await;
             if v1 && state.config.v1_policy == V1Policy::Warn {
                 let h = resp.headers_mut();
-                // RFC 9745: the resource (v1 authentication) is deprecated as of NetBox 4.7.
-                h.insert("deprecation", HeaderValue::from_static("@1767225600"));
+                // RFC 9745: v1 authentication is deprecated (since 2026-01-01, NetBox 4.6's cycle).
+                h.insert("deprecation", HeaderValue::from_static(V1_DEPRECATED_SINCE));
+                // RFC 8594: when it stops working, if the operator has set a date.
+                if let Some(v) =
+                    state.config.v1_sunset.and_then(|t| HeaderValue::from_str(&http_date(t)).ok())
+                {
+                    h.insert("sunset", v);
+                }
             }
             resp
         }
@@ -130,6 +162,9 @@ async fn check(
     match decision {
         Ok(v) => {
             tracing::debug!(token_id = v.token_id, user_id = v.user_id, version = v.version.as_u8(), %client_ip, "authenticated");
+            if v.version == TokenVersion::V1 && state.config.v1_policy == V1Policy::Warn {
+                tracing::info!(token_id = v.token_id, user_id = v.user_id, %client_ip, "v1 token used; migrate it to v2");
+            }
             if v.touch_last_used || v.rehash.is_some() {
                 state.touches.queue(Touch { token_id: v.token_id, at: now, rehash: v.rehash.clone() });
             }
@@ -158,5 +193,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<Principal>().cloned().ok_or_else(ApiError::not_authenticated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn http_dates_are_imf_fixdate() {
+        assert_eq!(http_date(datetime!(1994-11-06 08:49:37 UTC)), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(datetime!(2027-06-30 00:00:00 +02:00)), "Tue, 29 Jun 2027 22:00:00 GMT");
     }
 }

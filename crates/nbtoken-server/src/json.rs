@@ -114,17 +114,22 @@ pub fn token(base: &BaseUrl, r: &TokenRecord, brief: bool) -> Value {
     let mut m = Map::new();
     m.insert("id".into(), json!(id));
     m.insert("url".into(), json!(base.url(&format!("/api/users/tokens/{id}/"))));
-    m.insert("display_url".into(), json!(base.url(&format!("/user/api-tokens/{id}/"))));
+    if brief {
+        // NetBox's brief fields, in its order.
+        m.insert("display".into(), json!(display));
+        m.insert("version".into(), json!(version.as_u8()));
+        m.insert("key".into(), key);
+        m.insert("enabled".into(), json!(t.enabled));
+        m.insert("write_enabled".into(), json!(t.write_enabled));
+        m.insert("description".into(), json!(r.description));
+        return Value::Object(m);
+    }
+    m.insert("display_url".into(), json!(base.url(&format!("/users/tokens/{id}/"))));
     m.insert("display".into(), json!(display));
     m.insert("version".into(), json!(version.as_u8()));
     m.insert("key".into(), key);
-    if !brief {
-        m.insert("user".into(), nested_user(base, t.user_id, &r.username));
-    }
+    m.insert("user".into(), nested_user(base, t.user_id, &r.username));
     m.insert("description".into(), json!(r.description));
-    if brief {
-        return Value::Object(m);
-    }
     m.insert("created".into(), json!(timestamp(r.created)));
     m.insert("expires".into(), opt_timestamp(t.expires));
     m.insert("last_used".into(), opt_timestamp(t.last_used));
@@ -136,18 +141,31 @@ pub fn token(base: &BaseUrl, r: &TokenRecord, brief: bool) -> Value {
     Value::Object(m)
 }
 
+/// NetBox's user `display`: `username (First Last)` when a name is set.
+fn user_display(u: &User) -> String {
+    let full = format!("{} {}", u.first_name, u.last_name);
+    let full = full.trim();
+    if full.is_empty() {
+        u.username.clone()
+    } else {
+        format!("{} ({full})", u.username)
+    }
+}
+
 /// A user as NetBox serialises it.
 pub fn user(base: &BaseUrl, u: &User, brief: bool) -> Value {
     let id = u.id;
     let mut m = Map::new();
     m.insert("id".into(), json!(id));
     m.insert("url".into(), json!(base.url(&format!("/api/users/users/{id}/"))));
-    m.insert("display_url".into(), json!(base.url(&format!("/users/users/{id}/"))));
-    m.insert("display".into(), json!(u.username));
-    m.insert("username".into(), json!(u.username));
     if brief {
+        m.insert("display".into(), json!(user_display(u)));
+        m.insert("username".into(), json!(u.username));
         return Value::Object(m);
     }
+    m.insert("display_url".into(), json!(base.url(&format!("/users/users/{id}/"))));
+    m.insert("display".into(), json!(user_display(u)));
+    m.insert("username".into(), json!(u.username));
     m.insert("first_name".into(), json!(u.first_name));
     m.insert("last_name".into(), json!(u.last_name));
     m.insert("email".into(), json!(u.email));
@@ -192,10 +210,9 @@ impl Query {
         self.0.keys().map(String::as_str)
     }
 
-    /// `brief=true|1|True`.
+    /// Brief mode. As in NetBox, any non-empty `brief` value turns it on (even `brief=false`).
     pub fn brief(&self) -> bool {
-        self.last("brief")
-            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"))
+        self.last("brief").is_some_and(|v| !v.is_empty())
     }
 
     /// `limit`/`offset` as NetBox reads them: a bad or negative limit means the
@@ -227,6 +244,8 @@ impl Query {
         if offset > 0 {
             pairs.push(("offset".into(), offset.to_string()));
         }
+        // DRF re-encodes the query with its keys in order.
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
         form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
     }
 }

@@ -15,7 +15,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use ipnet::IpNet;
 use nbtoken_core::{PepperRing, V1Policy};
-use nbtoken_store::SqliteStore;
+use nbtoken_store::AnyStore;
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -29,7 +29,7 @@ pub mod service;
 pub mod touch;
 
 /// The store the server runs on.
-pub type AppStore = SqliteStore;
+pub type AppStore = AnyStore;
 
 /// The version reported in `API-Version` and `/api/status/` (NetBox's release we match).
 pub const API_VERSION: &str = "4.6";
@@ -50,6 +50,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// How long a request may take.
     pub request_timeout: Duration,
+    /// When v1 tokens stop working, announced in the `Sunset` header under the `warn` policy.
+    pub v1_sunset: Option<time::OffsetDateTime>,
 }
 
 impl Config {
@@ -61,6 +63,7 @@ impl Config {
             v1_policy: V1Policy::default(),
             trusted_proxies: Vec::new(),
             request_timeout: Duration::from_secs(30),
+            v1_sunset: None,
         }
     }
 }

@@ -4,7 +4,47 @@
 
 mod harness;
 
-use harness::{Server, V1_PLAIN};
+/// Every test runs on SQLite, and on PostgreSQL when `NBTOKEN_TEST_DATABASE_URL` is set.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                if let Some(b) = super::Backend::postgres() {
+                    super::$name(b).await
+                }
+            })*
+        }
+    };
+}
+
+on_every_backend!(
+    netbox_authentication_cases,
+    token_state_cases,
+    spoofed_forwarding_headers_do_not_pass_ip_restrictions,
+    trusted_proxy_forwarding_is_believed_and_garbage_refused,
+    read_only_tokens_cannot_write,
+    provision_with_good_and_bad_passwords,
+    inactive_user_tokens_stop_working,
+    token_rest_api_shapes,
+    pagination_and_filters,
+    bad_input_gets_clear_4xx,
+    users_see_only_their_own_tokens,
+    api_version_header_and_root,
+    v1_policy_deny_refuses_v1_tokens_with_advice,
+    hints_travel_beside_the_netbox_detail,
+    last_used_is_written_without_waiting,
+    v1_policy_warn_announces_deprecation_and_sunset,
+    v1_policy_allow_adds_no_headers,
+);
+
+use harness::{Backend, Server, V1_PLAIN};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -25,9 +65,8 @@ const FORM: &str =
     "Invalid authorization header: Must be in the form \"Bearer <key>.<token>\" or \"Token <token>\"";
 const NO_DOT: &str = "Invalid authorization header: Could not parse key from v2 token. Did you mean to use 'Token' instead of 'Bearer'?";
 
-#[tokio::test]
-async fn netbox_authentication_cases() {
-    let s = Server::start().await;
+async fn netbox_authentication_cases(b: Backend) {
+    let s = Server::start(b).await;
     let admin = s.admin_v2.clone();
     let (key, secret) = admin.strip_prefix("nbt_").unwrap().split_once('.').unwrap();
     let bearer = |v: &str| format!("Bearer {v}").into_bytes();
@@ -94,9 +133,8 @@ async fn netbox_authentication_cases() {
     .await;
 }
 
-#[tokio::test]
-async fn token_state_cases() {
-    let s = Server::start().await;
+async fn token_state_cases(b: Backend) {
+    let s = Server::start(b).await;
     let disabled = s.create_token(json!({"enabled": false})).await;
     check(&s, "GET", TOKENS, Some(&disabled.bearer()), "403 Token disabled").await;
     let ip_mismatch = s.create_token(json!({"allowed_ips": ["10.0.0.0/8"]})).await;
@@ -141,9 +179,8 @@ async fn token_state_cases() {
     check(&s, "GET", TOKENS, Some(&disabled_expired.bearer()), "403 Token disabled").await;
 }
 
-#[tokio::test]
-async fn spoofed_forwarding_headers_do_not_pass_ip_restrictions() {
-    let s = Server::start().await;
+async fn spoofed_forwarding_headers_do_not_pass_ip_restrictions(b: Backend) {
+    let s = Server::start(b).await;
     let t = s.create_token(json!({"allowed_ips": ["10.9.9.0/24"]})).await;
     for (h, v) in [("x-forwarded-for", "10.9.9.5"), ("x-real-ip", "10.9.9.5"), ("x-forwarded-for", "garbage")]
     {
@@ -158,9 +195,8 @@ async fn spoofed_forwarding_headers_do_not_pass_ip_restrictions() {
     assert_eq!(status, 200);
 }
 
-#[tokio::test]
-async fn trusted_proxy_forwarding_is_believed_and_garbage_refused() {
-    let s = Server::start_with(|c| c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]).await;
+async fn trusted_proxy_forwarding_is_believed_and_garbage_refused(b: Backend) {
+    let s = Server::start_with(b, |c| c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]).await;
     let t = s.create_token(json!({"allowed_ips": ["10.9.9.0/24"]})).await;
     let (status, _) =
         s.raw(Method::GET, TOKENS, Some(&t.bearer()), None, &[("x-forwarded-for", "10.9.9.5")]).await;
@@ -171,9 +207,8 @@ async fn trusted_proxy_forwarding_is_believed_and_garbage_refused() {
     assert!(body["detail"].as_str().unwrap().contains("X-Forwarded-For"));
 }
 
-#[tokio::test]
-async fn read_only_tokens_cannot_write() {
-    let s = Server::start().await;
+async fn read_only_tokens_cannot_write(b: Backend) {
+    let s = Server::start(b).await;
     let ro = s.create_token(json!({"write_enabled": false})).await;
     check(&s, "GET", TOKENS, Some(&ro.bearer()), "200").await;
     let denied = "403 You do not have permission to perform this action.";
@@ -193,9 +228,8 @@ async fn read_only_tokens_cannot_write() {
     assert_eq!((status, body["detail"].as_str()), (403, Some("Invalid username/password")));
 }
 
-#[tokio::test]
-async fn provision_with_good_and_bad_passwords() {
-    let s = Server::start().await;
+async fn provision_with_good_and_bad_passwords(b: Backend) {
+    let s = Server::start(b).await;
     s.admin(
         Method::POST,
         "/api/users/users/",
@@ -233,9 +267,8 @@ async fn provision_with_good_and_bad_passwords() {
     assert!(body["password"].is_array());
 }
 
-#[tokio::test]
-async fn inactive_user_tokens_stop_working() {
-    let s = Server::start().await;
+async fn inactive_user_tokens_stop_working(b: Backend) {
+    let s = Server::start(b).await;
     let (_, alice) = s.admin(Method::POST, "/api/users/users/", Some(json!({"username": "alice"}))).await;
     let alice_id = alice["id"].as_i64().unwrap();
     let t = s.create_token(json!({"user": alice_id})).await;
@@ -248,9 +281,8 @@ async fn inactive_user_tokens_stop_working() {
     check(&s, "GET", TOKENS, Some(&t.bearer()), "200").await;
 }
 
-#[tokio::test]
-async fn token_rest_api_shapes() {
-    let s = Server::start().await;
+async fn token_rest_api_shapes(b: Backend) {
+    let s = Server::start(b).await;
     let (status, created) = s
         .admin(Method::POST, TOKENS, Some(json!({"description": "ci", "allowed_ips": ["10.0.0.0/8"], "expires": "2099-05-01T10:00:00Z"})))
         .await;
@@ -258,6 +290,7 @@ async fn token_rest_api_shapes() {
     let id = created["id"].as_i64().unwrap();
     let base = s.base();
     assert_eq!(created["url"], format!("{base}/api/users/tokens/{id}/"));
+    assert_eq!(created["display_url"], format!("{base}/users/tokens/{id}/"));
     assert_eq!(created["display"], created["key"]);
     assert_eq!(created["version"], 2);
     assert_eq!(created["description"], "ci");
@@ -316,9 +349,8 @@ async fn token_rest_api_shapes() {
     assert_eq!((st, body["detail"].as_str()), (404, Some("No Token matches the given query.")));
 }
 
-#[tokio::test]
-async fn pagination_and_filters() {
-    let s = Server::start().await;
+async fn pagination_and_filters(b: Backend) {
+    let s = Server::start(b).await;
     for i in 0..5 {
         s.create_token(json!({"description": format!("t{i}"), "enabled": i % 2 == 0})).await;
     }
@@ -339,8 +371,18 @@ async fn pagination_and_filters() {
     assert_eq!(v1["count"], 1);
     assert_eq!(v1["results"][0]["display"], format!("{}{}", "*".repeat(34), &V1_PLAIN[34..]));
     let (_, brief) = s.admin(Method::GET, &format!("{TOKENS}?brief=true&limit=1"), None).await;
+    let mut fields: Vec<&str> = brief["results"][0].as_object().unwrap().keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["description", "display", "enabled", "id", "key", "url", "version", "write_enabled"]);
+    // As in NetBox, any non-empty value turns brief mode on.
+    let (_, brief) = s.admin(Method::GET, &format!("{TOKENS}?brief=0&limit=1"), None).await;
     assert!(brief["results"][0].get("created").is_none());
-    assert!(brief["results"][0].get("display").is_some());
+    // next links carry the filters, keys in order.
+    let (_, filtered) = s.admin(Method::GET, &format!("{TOKENS}?version=2&limit=1"), None).await;
+    assert_eq!(
+        filtered["next"].as_str().unwrap(),
+        format!("{}/api/users/tokens/?limit=1&offset=1&version=2", s.base())
+    );
     for (q, field) in [("version=9", "version"), ("enabled=maybe", "enabled"), ("user_id=abc", "user_id")] {
         let (st, body) = s.admin(Method::GET, &format!("{TOKENS}?{q}"), None).await;
         assert_eq!(st, 400, "{q}: {body}");
@@ -352,12 +394,11 @@ async fn pagination_and_filters() {
     assert_eq!((st, body["count"].as_i64()), (200, Some(7)));
 }
 
-#[tokio::test]
-async fn bad_input_gets_clear_4xx() {
-    let s = Server::start().await;
+async fn bad_input_gets_clear_4xx(b: Backend) {
+    let s = Server::start(b).await;
     let cases: Vec<(Method, String, Option<&str>, u16, &str)> = vec![
         (Method::POST, TOKENS.into(), Some("{not json"), 400, "detail"),
-        (Method::POST, TOKENS.into(), Some("[1,2]"), 400, "non_field_errors"),
+        (Method::POST, TOKENS.into(), Some("[1,2]"), 400, "__all__"),
         (Method::POST, TOKENS.into(), Some(r#"{"bogus": 1}"#), 400, "bogus"),
         (Method::POST, TOKENS.into(), Some(r#"{"enabled": "perhaps"}"#), 400, "enabled"),
         (Method::POST, TOKENS.into(), Some(r#"{"allowed_ips": ["10.0.0.0/99"]}"#), 400, "allowed_ips"),
@@ -396,9 +437,8 @@ async fn bad_input_gets_clear_4xx() {
     assert_eq!(st, 400);
 }
 
-#[tokio::test]
-async fn users_see_only_their_own_tokens() {
-    let s = Server::start().await;
+async fn users_see_only_their_own_tokens(b: Backend) {
+    let s = Server::start(b).await;
     let (_, alice) = s.admin(Method::POST, "/api/users/users/", Some(json!({"username": "alice"}))).await;
     let (_, bob) = s.admin(Method::POST, "/api/users/users/", Some(json!({"username": "bob"}))).await;
     let alice_t = s.create_token(json!({"user": alice["id"]})).await;
@@ -427,9 +467,8 @@ async fn users_see_only_their_own_tokens() {
     assert_eq!((st, me["username"].as_str()), (200, Some("alice")));
 }
 
-#[tokio::test]
-async fn api_version_header_and_root() {
-    let s = Server::start().await;
+async fn api_version_header_and_root(b: Backend) {
+    let s = Server::start(b).await;
     let resp = s
         .client
         .get(format!("{}/api/", s.base()))
@@ -446,9 +485,8 @@ async fn api_version_header_and_root() {
     assert_eq!(resp.headers()["x-request-id"], "abc-123");
 }
 
-#[tokio::test]
-async fn v1_policy_deny_refuses_v1_tokens_with_advice() {
-    let s = Server::start_with(|c| c.v1_policy = nbtoken_core::V1Policy::Deny).await;
+async fn v1_policy_deny_refuses_v1_tokens_with_advice(b: Backend) {
+    let s = Server::start_with(b, |c| c.v1_policy = nbtoken_core::V1Policy::Deny).await;
     check(
         &s,
         "GET",
@@ -460,9 +498,8 @@ async fn v1_policy_deny_refuses_v1_tokens_with_advice() {
     check(&s, "GET", TOKENS, Some(s.admin_bearer().as_bytes()), "200").await;
 }
 
-#[tokio::test]
-async fn hints_travel_beside_the_netbox_detail() {
-    let s = Server::start().await;
+async fn hints_travel_beside_the_netbox_detail(b: Backend) {
+    let s = Server::start(b).await;
     let doubled = format!("Bearer {}", s.admin_bearer());
     let (st, body) = s.raw(Method::GET, TOKENS, Some(doubled.as_bytes()), None, &[]).await;
     assert_eq!(st, 403);
@@ -472,9 +509,8 @@ async fn hints_travel_beside_the_netbox_detail() {
     assert!(!body.to_string().contains(secret));
 }
 
-#[tokio::test]
-async fn last_used_is_written_without_waiting() {
-    let s = Server::start().await;
+async fn last_used_is_written_without_waiting(b: Backend) {
+    let s = Server::start(b).await;
     let t = s.create_token(json!({})).await;
     let (_, before) = s.admin(Method::GET, &format!("{TOKENS}{}/", t.id), None).await;
     assert_eq!(before["last_used"], Value::Null);
@@ -489,4 +525,42 @@ async fn last_used_is_written_without_waiting() {
         }
     }
     assert!(seen.is_string(), "last_used was never written");
+}
+
+async fn v1_policy_warn_announces_deprecation_and_sunset(b: Backend) {
+    let s = Server::start_with(b, |c| {
+        c.v1_sunset = nbtoken_server::json::parse_timestamp("2027-06-30T00:00:00Z")
+    })
+    .await;
+    let resp = s
+        .client
+        .get(format!("{}{TOKENS}", s.base()))
+        .header("authorization", format!("Token {V1_PLAIN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["deprecation"], "@1767225600");
+    assert_eq!(resp.headers()["sunset"], "Wed, 30 Jun 2027 00:00:00 GMT");
+    let resp = s
+        .client
+        .get(format!("{}{TOKENS}", s.base()))
+        .header("authorization", s.admin_bearer())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("deprecation").is_none() && resp.headers().get("sunset").is_none());
+}
+
+async fn v1_policy_allow_adds_no_headers(b: Backend) {
+    let s = Server::start_with(b, |c| c.v1_policy = nbtoken_core::V1Policy::Allow).await;
+    let resp = s
+        .client
+        .get(format!("{}{TOKENS}", s.base()))
+        .header("authorization", format!("Token {V1_PLAIN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("deprecation").is_none());
 }

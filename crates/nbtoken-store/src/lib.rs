@@ -4,6 +4,10 @@
 //! at this boundary: a digest that is not 64 hex characters or a v1 row
 //! without a plaintext is reported as [`StoreError::Corrupt`], never passed on.
 //! A v2 secret never reaches this crate: only its digest does.
+//!
+//! Backends: [`SqliteStore`] (embedded default), [`PgStore`] (several server
+//! instances on one database), and [`AnyStore`], which picks one of them
+//! from a database URL at run time.
 
 #![forbid(unsafe_code)]
 
@@ -13,8 +17,12 @@ use std::future::Future;
 use nbtoken_core::{AllowedIps, Digest, PepperId, PreviousSecret, StoredCredential, StoredToken};
 use time::OffsetDateTime;
 
+mod any;
+pub mod postgres;
 pub mod sqlite;
 
+pub use any::AnyStore;
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 
 /// Errors from a store. Messages never contain secret material.

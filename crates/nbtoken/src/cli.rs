@@ -41,6 +41,75 @@ pub enum Command {
     /// Manage peppers.
     #[command(subcommand)]
     Pepper(PepperCommand),
+    /// Move integrations from v1 to v2 tokens (locally, or on a remote NetBox with --url).
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+    /// Report tokens that need attention; non-zero exit with --fail-on.
+    Audit(AuditArgs),
+    /// Check this deployment (and, with --url, a remote server).
+    Doctor(DoctorArgs),
+}
+
+/// A remote NetBox-compatible API (nbtoken or NetBox 4.5+).
+#[derive(Args, Debug, Clone)]
+pub struct Remote {
+    /// Base URL of a NetBox-compatible API, e.g. https://netbox.example.com (default: the local store).
+    #[arg(long, env = "NBTOKEN_REMOTE_URL")]
+    pub url: Option<String>,
+    /// Token for the remote API (v2 `nbt_…` or v1); prefer the environment variable.
+    #[arg(long, env = "NBTOKEN_REMOTE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MigrateCommand {
+    /// List every v1 token and whether it has a v2 replacement.
+    Plan {
+        #[command(flatten)]
+        remote: Remote,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a v2 replacement for each v1 token that has none; secrets are written once.
+    Apply {
+        #[command(flatten)]
+        remote: Remote,
+        /// Write the new secrets to this file (created, owner-only); otherwise print them as JSON on stdout.
+        #[arg(long)]
+        secrets_file: Option<std::path::PathBuf>,
+    },
+    /// Disable each v1 token whose replacement has been used; report those still waiting.
+    Finalize {
+        #[command(flatten)]
+        remote: Remote,
+        /// Delete the v1 tokens instead of disabling them.
+        #[arg(long)]
+        delete: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Tokens unused for longer than this are stale (e.g. 90d).
+    #[arg(long, default_value = "90d")]
+    pub stale_after: String,
+    /// Exit with status 1 when any of these findings is present (comma list:
+    /// v1, never-used, stale, no-expiry, unrestricted, disabled, expired).
+    #[arg(long, value_delimiter = ',')]
+    pub fail_on: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub remote: Remote,
 }
 
 #[derive(Args, Debug)]
@@ -134,6 +203,41 @@ pub enum TokenCommand {
         /// Token id.
         id: i64,
     },
+    /// Give a v2 token a new secret; the old one keeps working for --overlap.
+    Rotate {
+        /// Token id.
+        id: i64,
+        /// How long the old secret stays valid (e.g. 10m, 24h, 7d; 0 for none).
+        #[arg(long, default_value = "0")]
+        overlap: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store a known `nbt_<key>.<secret>` value (read from stdin) as a v2 token.
+    Import(TokenImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TokenImportArgs {
+    /// Owner's username.
+    #[arg(long)]
+    pub user: String,
+    /// Read-only token.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Expiry (RFC 3339).
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// Allowed source network (repeatable).
+    #[arg(long = "allowed-ip")]
+    pub allowed_ips: Vec<String>,
+    /// Description.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -165,4 +269,18 @@ pub struct TokenCreateArgs {
 pub enum PepperCommand {
     /// Print a new random pepper (64 characters) for NBTOKEN_PEPPER_<ID>.
     Generate,
+    /// Show, per pepper id, how many tokens use it and when one was last used.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that a pepper can be removed; with --disable-tokens, disable the tokens that still need it.
+    Retire {
+        /// Pepper id.
+        id: u16,
+        /// Disable (and list) the tokens that still depend on this pepper.
+        #[arg(long)]
+        disable_tokens: bool,
+    },
 }

@@ -16,8 +16,10 @@ mod settings;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    // The server logs what it does; one-shot commands speak through their output.
+    let default = if matches!(args.command, cli::Command::Serve(_)) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("NBTOKEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

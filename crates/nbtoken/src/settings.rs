@@ -23,6 +23,7 @@ struct FileConfig {
     database_url: Option<String>,
     data_dir: Option<PathBuf>,
     v1_policy: Option<String>,
+    v1_sunset: Option<String>,
     trusted_proxies: Option<Vec<String>>,
     #[serde(default)]
     peppers: BTreeMap<String, String>,
@@ -45,6 +46,7 @@ pub struct Settings {
     pub database_url: String,
     pub bind: SocketAddr,
     pub v1_policy: V1Policy,
+    pub v1_sunset: Option<time::OffsetDateTime>,
     pub trusted_proxies: Vec<IpNet>,
     pub peppers: PepperRing,
     pub pepper_source: PepperSource,
@@ -78,6 +80,14 @@ impl Settings {
         let v1_text = env("NBTOKEN_V1").or(file.v1_policy).unwrap_or_else(|| "warn".to_owned());
         let v1_policy: V1Policy =
             v1_text.parse().map_err(anyhow::Error::msg).context("NBTOKEN_V1 / v1_policy")?;
+        let v1_sunset = match env("NBTOKEN_V1_SUNSET").or(file.v1_sunset) {
+            None => None,
+            Some(s) => Some(parse_date(&s).with_context(|| {
+                format!(
+                    "invalid NBTOKEN_V1_SUNSET / v1_sunset {s:?}: use a date (2027-06-30) or RFC 3339 time"
+                )
+            })?),
+        };
         let proxies: Vec<String> = match env("NBTOKEN_TRUSTED_PROXIES") {
             Some(v) => v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
             None => file.trusted_proxies.unwrap_or_default(),
@@ -109,7 +119,16 @@ impl Settings {
         } else {
             (PepperRing::new(entries)?, PepperSource::Configured)
         };
-        Ok(Self { data_dir, database_url, bind, v1_policy, trusted_proxies, peppers, pepper_source })
+        Ok(Self {
+            data_dir,
+            database_url,
+            bind,
+            v1_policy,
+            v1_sunset,
+            trusted_proxies,
+            peppers,
+            pepper_source,
+        })
     }
 
     /// The server configuration.
@@ -117,6 +136,7 @@ impl Settings {
         let mut c = nbtoken_server::Config::new(self.bind, self.peppers.clone());
         c.v1_policy = self.v1_policy;
         c.trusted_proxies = self.trusted_proxies.clone();
+        c.v1_sunset = self.v1_sunset;
         c
     }
 
@@ -139,6 +159,15 @@ impl Settings {
         self.pepper_source = PepperSource::DataDir;
         Ok(path)
     }
+}
+
+/// A date (`2027-06-30`, midnight UTC) or an RFC 3339 time.
+fn parse_date(s: &str) -> Result<time::OffsetDateTime> {
+    if let Some(t) = nbtoken_server::json::parse_timestamp(s) {
+        return Ok(t);
+    }
+    let d = time::Date::parse(s.trim(), time::macros::format_description!("[year]-[month]-[day]"))?;
+    Ok(d.midnight().assume_utc())
 }
 
 fn read_generated(data_dir: &Path) -> Result<Option<PepperRing>> {

@@ -2,97 +2,13 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
 use serde_json::Value;
 
-fn nbtoken(dir: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nbtoken"));
-    c.arg("--data-dir").arg(dir.join("data"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("NBTOKEN_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("NBTOKEN_LOG", "warn");
-    c
-}
+use std::process::Command;
 
-fn run(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    } else {
-        drop(child.stdin.take());
-    }
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Served {
-    child: Child,
-    stdout_lines: Vec<String>,
-    addr: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `nbtoken serve`, waits for `listening on http://ADDR` on stderr, and collects stdout printed before it.
-fn serve(dir: &std::path::Path) -> Served {
-    let port = free_port();
-    let mut child = nbtoken(dir)
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut addr = None;
-    for line in stderr.lines() {
-        let line = line.unwrap();
-        if let Some(a) = line.strip_prefix("listening on http://") {
-            addr = Some(a.trim().to_owned());
-            break;
-        }
-        assert!(Instant::now() < deadline, "server did not start");
-    }
-    let stdout = child.stdout.take().unwrap();
-    // The first-start banner is printed before listening; read what is there without blocking forever.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut stdout_lines = Vec::new();
-    while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
-        stdout_lines.push(l);
-    }
-    Served { child, stdout_lines, addr: addr.expect("no listening line") }
-}
-
-fn curl(args: &[&str]) -> (u16, String) {
-    let out =
-        Command::new("curl").args(["-s", "-o", "-", "-w", "\n%{http_code}"]).args(args).output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap(), body.to_owned())
-}
-
+use common::{curl, nbtoken, run, serve};
 #[test]
 fn first_start_prints_a_working_token_and_curl_uses_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -24,7 +24,7 @@ pub fn parse_object(body: &Bytes) -> ApiResult<Map<String, Value>> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::field("non_field_errors", "Invalid data. Expected a dictionary.")),
+        Ok(_) => Err(ApiError::field("__all__", "Invalid data. Expected a dictionary.")),
         Err(e) => Err(ApiError::bad_request(format!("JSON parse error - {e}"))),
     }
 }

@@ -35,12 +35,14 @@ pub async fn users_root(_: Principal, ctx: Ctx) -> Json<Value> {
 /// `GET /api/status/`
 pub async fn status(State(state): State<Arc<AppState>>, _: Principal) -> Json<Value> {
     let peppers: Vec<u16> = state.config.peppers.ids().map(|p| p.get()).collect();
+    // NetBox's keys (with `installed_apps` spelled as 4.x does), plus nbtoken's own.
     Json(json!({
         "netbox-version": format!("{}.0", crate::API_VERSION),
-        "nbtoken-version": env!("CARGO_PKG_VERSION"),
-        "installed-apps": {},
+        "netbox-full-version": format!("{}.0-nbtoken-{}", crate::API_VERSION, env!("CARGO_PKG_VERSION")),
+        "installed_apps": {},
         "plugins": {},
         "rq-workers-running": 0,
+        "nbtoken-version": env!("CARGO_PKG_VERSION"),
         "v1-policy": state.config.v1_policy.as_str(),
         "pepper-ids": peppers,
     }))

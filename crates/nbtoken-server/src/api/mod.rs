@@ -40,15 +40,28 @@ pub fn routes(state: Arc<AppState>) -> Router {
             "/api/users/users/{id}/",
             get(users::retrieve).put(users::replace).patch(users::update).delete(users::destroy),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
-        .layer(middleware::from_fn(api_version_header));
-    Router::new().route("/healthz", get(meta::healthz)).merge(api).fallback(not_found).with_state(state)
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::authenticate));
+    Router::new()
+        .route("/healthz", get(meta::healthz))
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(api_version_header))
+        .with_state(state)
 }
 
+/// NetBox sets `API-Version` on every `/api/` response, errors included; pynetbox reads it from a 403 too.
 async fn api_version_header(req: axum::extract::Request, next: middleware::Next) -> Response {
+    let is_api = req.uri().path().starts_with("/api/");
     let mut resp = next.run(req).await;
-    resp.headers_mut().insert("api-version", HeaderValue::from_static(API_VERSION));
+    if is_api {
+        resp.headers_mut().insert("api-version", HeaderValue::from_static(API_VERSION));
+    }
     resp
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::detail(StatusCode::METHOD_NOT_ALLOWED, format!("Method \"{method}\" not allowed."))
 }
 
 async fn not_found() -> ApiError {
@@ -82,9 +95,14 @@ pub fn path_id(raw: &str, what: &str) -> ApiResult<i64> {
     raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::not_found(what))
 }
 
-/// 201 with a JSON body.
+/// 201 with a JSON body and, as DRF sends, a `Location` header with the object's `url`.
 pub fn created(body: Value) -> Response {
-    (StatusCode::CREATED, axum::Json(body)).into_response()
+    let location = body.get("url").and_then(Value::as_str).and_then(|u| HeaderValue::from_str(u).ok());
+    let mut resp = (StatusCode::CREATED, axum::Json(body)).into_response();
+    if let Some(l) = location {
+        resp.headers_mut().insert(axum::http::header::LOCATION, l);
+    }
+    resp
 }
 
 /// 204 with no body.

@@ -154,7 +154,7 @@ fn issue_error(e: IssueError) -> ApiError {
         IssueError::Token(_) => "token",
         IssueError::Pepper(PepperError::Unknown(_)) => "pepper_id",
         IssueError::V1NotAllowed => "version",
-        _ => "non_field_errors",
+        _ => "__all__",
     };
     ApiError::field(field, e.to_string())
 }
@@ -251,7 +251,10 @@ pub async fn create(
         Some(v) => resolve_user(&state, v).await?,
     };
     if !may_manage_for(&me, owner.id) {
-        return Err(ApiError::forbidden());
+        return Err(ApiError::detail(
+            StatusCode::FORBIDDEN,
+            "This user does not have permission to create tokens for other users.",
+        ));
     }
     issue_and_store(&state, &ctx, &owner, &m).await
 }

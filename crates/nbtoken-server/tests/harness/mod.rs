@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use nbtoken_core::{PepperId, PepperRing, SecretString, TokenVersion, V1Policy};
 use nbtoken_server::service::{create_token, TokenSpec};
 use nbtoken_server::Config;
-use nbtoken_store::{NewUser, SqliteStore, Store};
+use nbtoken_store::{AnyStore, NewUser, PgStore, Store};
 use reqwest::Method;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -19,15 +19,53 @@ pub const ADMIN_PASSWORD: &str = "admin-password-123";
 /// The test pepper.
 pub const PEPPER: &str = "test-pepper-0123456789-0123456789-0123456789-0123456789";
 
+/// Which database a test server runs on.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// A fresh SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh schema in the PostgreSQL database at this URL.
+    Postgres(String),
+}
+
+impl Backend {
+    /// PostgreSQL if `NBTOKEN_TEST_DATABASE_URL` is set; otherwise says the test is skipped.
+    pub fn postgres() -> Option<Backend> {
+        match std::env::var("NBTOKEN_TEST_DATABASE_URL") {
+            Ok(url) if !url.trim().is_empty() => Some(Backend::Postgres(url)),
+            _ => {
+                eprintln!("skipped: NBTOKEN_TEST_DATABASE_URL not set, PostgreSQL variant not run");
+                None
+            }
+        }
+    }
+
+    async fn connect(&self, dir: &std::path::Path) -> AnyStore {
+        match self {
+            Backend::Sqlite => {
+                AnyStore::connect(&format!("sqlite://{}", dir.join("t.sqlite3").display())).await.unwrap()
+            }
+            Backend::Postgres(url) => {
+                let schema = format!(
+                    "nbtoken_srv_{}",
+                    nbtoken_core::TokenKey::generate().unwrap().as_str().to_lowercase()
+                );
+                AnyStore::from(PgStore::connect_with_schema(url, &schema).await.unwrap())
+            }
+        }
+    }
+}
+
 pub struct Server {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     /// `nbt_<key>.<secret>` of the admin's first v2 token.
     pub admin_v2: String,
-    pub store: SqliteStore,
+    pub store: AnyStore,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     pub dir: tempfile::TempDir,
+    backend: Backend,
 }
 
 pub struct TestToken {
@@ -47,15 +85,14 @@ pub fn peppers() -> PepperRing {
 }
 
 impl Server {
-    pub async fn start() -> Self {
-        Self::start_with(|_| {}).await
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
     }
 
-    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::connect(&format!("sqlite://{}", dir.path().join("t.sqlite3").display()))
-            .await
-            .unwrap();
+        let store = backend.connect(dir.path()).await;
+        let backend_kept = backend.clone();
         let hash = nbtoken_core::password::hash_password(ADMIN_PASSWORD).unwrap();
         let admin = store
             .create_user(NewUser {
@@ -104,6 +141,7 @@ impl Server {
             shutdown: Some(tx),
             task: Some(task),
             dir,
+            backend: backend_kept,
         }
     }
 
@@ -177,6 +215,22 @@ impl Drop for Server {
         }
         if let Some(t) = self.task.take() {
             t.abort();
+        }
+        // Drop cannot await, and the test's pool is driven by the test's runtime, which
+        // this thread is blocking: drop the schema over a connection of its own.
+        if let (Backend::Postgres(url), AnyStore::Postgres(pg)) = (&self.backend, &self.store) {
+            let (url, schema) = (url.clone(), pg.schema().unwrap_or_default().to_owned());
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    rt.block_on(async {
+                        if let Ok(cleaner) = PgStore::connect_with_schema(&url, &schema).await {
+                            let _ = cleaner.drop_schema().await;
+                            cleaner.close().await;
+                        }
+                    });
+                }
+            })
+            .join();
         }
     }
 }

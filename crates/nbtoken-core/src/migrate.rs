@@ -1,0 +1,199 @@
+//! Planning the move from v1 to v2 tokens: which v1 tokens need a replacement,
+//! which replacement belongs to which v1 token, and when a v1 token may go.
+//!
+//! The same rules serve the local store and a remote NetBox, so the link
+//! between a v1 token and its replacement lives where both can keep it: a
+//! marker at the front of the replacement's description, `[replaces v1 #ID]`.
+
+use ipnet::IpNet;
+use time::OffsetDateTime;
+
+use crate::issue::MAX_DESCRIPTION_CHARS;
+use crate::token::TokenVersion;
+
+/// What the planner needs to know about a token, local or remote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Token id.
+    pub id: i64,
+    /// Version.
+    pub version: TokenVersion,
+    /// Owner id.
+    pub user_id: i64,
+    /// Owner name.
+    pub username: String,
+    /// Display form (v2 key, or v1 partial): never the secret.
+    pub display: String,
+    /// Description.
+    pub description: String,
+    /// Creation time.
+    pub created: OffsetDateTime,
+    /// Expiry.
+    pub expires: Option<OffsetDateTime>,
+    /// Last use.
+    pub last_used: Option<OffsetDateTime>,
+    /// Enabled flag.
+    pub enabled: bool,
+    /// Write flag.
+    pub write_enabled: bool,
+    /// Allowed networks.
+    pub allowed_ips: Vec<IpNet>,
+    /// Pepper of a v2 token's digest.
+    pub pepper_id: Option<crate::PepperId>,
+}
+
+/// One v1 token and its replacement, if one exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanItem {
+    /// The v1 token.
+    pub v1: TokenInfo,
+    /// Its v2 replacement.
+    pub replacement: Option<TokenInfo>,
+}
+
+/// What `finalize` does with one v1 token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finalize {
+    /// The replacement has been used since it was created: revoke the v1 token.
+    Revoke,
+    /// Already disabled: nothing to do.
+    AlreadyRevoked,
+    /// The replacement has not been used yet: the integration has not switched.
+    Waiting,
+    /// No replacement exists (run `migrate apply` first).
+    NoReplacement,
+}
+
+/// The marker that ties a replacement to its v1 token.
+pub fn marker(v1_id: i64) -> String {
+    format!("[replaces v1 #{v1_id}]")
+}
+
+/// The v1 id a description's marker names, if it starts with one.
+pub fn replaced_id(description: &str) -> Option<i64> {
+    let rest = description.strip_prefix("[replaces v1 #")?;
+    let (id, _) = rest.split_once(']')?;
+    id.parse().ok().filter(|id: &i64| *id > 0)
+}
+
+/// The replacement's description: the marker, then the v1 token's own
+/// description, cut to NetBox's 200 characters.
+pub fn replacement_description(v1: &TokenInfo) -> String {
+    let mut d = marker(v1.id);
+    if !v1.description.is_empty() {
+        d.push(' ');
+        d.push_str(&v1.description);
+    }
+    d.chars().take(MAX_DESCRIPTION_CHARS).collect()
+}
+
+/// Pairs every v1 token with its replacement (the newest, if there are several).
+/// A replacement only counts if it belongs to the same user.
+pub fn plan(tokens: &[TokenInfo]) -> Vec<PlanItem> {
+    let mut items: Vec<PlanItem> = tokens
+        .iter()
+        .filter(|t| t.version == TokenVersion::V1)
+        .map(|v1| {
+            let replacement = tokens
+                .iter()
+                .filter(|t| {
+                    t.version == TokenVersion::V2
+                        && t.user_id == v1.user_id
+                        && replaced_id(&t.description) == Some(v1.id)
+                })
+                .max_by_key(|t| (t.created, t.id))
+                .cloned();
+            PlanItem { v1: v1.clone(), replacement }
+        })
+        .collect();
+    items.sort_by_key(|i| i.v1.id);
+    items
+}
+
+/// Whether a v1 token may be revoked: only once its replacement has been used.
+pub fn finalize_decision(item: &PlanItem) -> Finalize {
+    if !item.v1.enabled {
+        return Finalize::AlreadyRevoked;
+    }
+    match &item.replacement {
+        None => Finalize::NoReplacement,
+        Some(r) if r.last_used.is_some_and(|used| used >= r.created) => Finalize::Revoke,
+        Some(_) => Finalize::Waiting,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+    use time::Duration;
+
+    use super::*;
+
+    fn tok(id: i64, version: TokenVersion, user_id: i64, description: &str) -> TokenInfo {
+        TokenInfo {
+            id,
+            version,
+            user_id,
+            username: format!("u{user_id}"),
+            display: String::new(),
+            description: description.to_owned(),
+            created: datetime!(2026-01-01 0:00 UTC) + Duration::minutes(id),
+            expires: None,
+            last_used: None,
+            enabled: true,
+            write_enabled: true,
+            allowed_ips: vec![],
+            pepper_id: None,
+        }
+    }
+
+    #[test]
+    fn marker_round_trips() {
+        assert_eq!(replaced_id(&marker(42)), Some(42));
+        assert_eq!(replaced_id("[replaces v1 #42] backup job"), Some(42));
+        for bad in ["", "replaces v1 #42", "[replaces v1 #x]", "[replaces v1 #-3]", "x [replaces v1 #4]"] {
+            assert_eq!(replaced_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn description_is_cut_to_200_characters() {
+        let mut v1 = tok(7, TokenVersion::V1, 1, "");
+        assert_eq!(replacement_description(&v1), "[replaces v1 #7]");
+        v1.description = "é".repeat(300);
+        let d = replacement_description(&v1);
+        assert_eq!(d.chars().count(), 200);
+        assert_eq!(replaced_id(&d), Some(7));
+    }
+
+    #[test]
+    fn plan_pairs_by_marker_and_user() {
+        let tokens = vec![
+            tok(1, TokenVersion::V1, 1, "ci"),
+            tok(2, TokenVersion::V1, 2, ""),
+            tok(3, TokenVersion::V2, 1, "[replaces v1 #1] ci"),
+            tok(4, TokenVersion::V2, 1, "[replaces v1 #2]"), // wrong user: does not count
+            tok(5, TokenVersion::V2, 1, "[replaces v1 #1] newer"),
+            tok(6, TokenVersion::V2, 3, "unrelated"),
+        ];
+        let p = plan(&tokens);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].replacement.as_ref().map(|r| r.id), Some(5));
+        assert_eq!(p[1].replacement, None);
+    }
+
+    #[test]
+    fn finalize_waits_for_the_replacement_to_be_used() {
+        let v1 = tok(1, TokenVersion::V1, 1, "");
+        let mut r = tok(3, TokenVersion::V2, 1, "[replaces v1 #1]");
+        let mut item = PlanItem { v1: v1.clone(), replacement: None };
+        assert_eq!(finalize_decision(&item), Finalize::NoReplacement);
+        item.replacement = Some(r.clone());
+        assert_eq!(finalize_decision(&item), Finalize::Waiting);
+        r.last_used = Some(r.created + Duration::seconds(5));
+        item.replacement = Some(r);
+        assert_eq!(finalize_decision(&item), Finalize::Revoke);
+        item.v1.enabled = false;
+        assert_eq!(finalize_decision(&item), Finalize::AlreadyRevoked);
+    }
+}

@@ -1,0 +1,63 @@
+//! `nbtoken audit`
+
+use anyhow::{anyhow, bail, Result};
+use nbtoken_core::audit::{audit as run_audit, Finding};
+use nbtoken_store::{AnyStore, Store, TokenFilter};
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+use super::{info, parse_duration, ALL};
+use crate::cli::AuditArgs;
+use crate::output::print_json;
+
+pub(crate) async fn audit(store: &AnyStore, args: AuditArgs) -> Result<()> {
+    let stale_after = parse_duration(&args.stale_after)?;
+    let fail_on = args
+        .fail_on
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            Finding::parse(s).ok_or_else(|| {
+                let names: Vec<&str> = Finding::ALL.iter().map(|f| f.name()).collect();
+                anyhow!("unknown --fail-on condition {s:?}; use one of: {}", names.join(", "))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (_, rows) = store.list_tokens(&TokenFilter::default(), ALL).await?;
+    let infos: Vec<_> = rows.iter().map(info).collect();
+    let report = run_audit(&infos, OffsetDateTime::now_utc(), stale_after);
+    if args.json {
+        let mut findings = Map::new();
+        for (f, ids) in &report.findings {
+            findings.insert(f.name().to_owned(), json!(ids));
+        }
+        let peppers: Map<String, Value> =
+            report.per_pepper.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        print_json(&json!({"tokens": report.total, "findings": findings, "per_pepper": peppers}));
+    } else {
+        let mut t = comfy_table::Table::new();
+        t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+        t.set_header(["finding", "count", "what it means", "token ids"]);
+        for (f, ids) in &report.findings {
+            let shown: Vec<String> = ids.iter().take(20).map(ToString::to_string).collect();
+            let more = if ids.len() > 20 { format!(" … (+{})", ids.len() - 20) } else { String::new() };
+            t.add_row(vec![
+                f.name().to_owned(),
+                ids.len().to_string(),
+                f.describe().to_owned(),
+                format!("{}{more}", shown.join(", ")),
+            ]);
+        }
+        println!("{} tokens audited", report.total);
+        println!("{t}");
+        for (p, n) in &report.per_pepper {
+            println!("pepper {p}: {n} v2 token(s)");
+        }
+    }
+    let failed: Vec<&str> =
+        fail_on.iter().filter(|f| !report.findings[f].is_empty()).map(|f| f.name()).collect();
+    if !failed.is_empty() {
+        bail!("audit failed on: {}", failed.join(", "));
+    }
+    Ok(())
+}

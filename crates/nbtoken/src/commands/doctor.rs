@@ -1,0 +1,152 @@
+//! `nbtoken doctor`: checks a deployment and, with `--url`, a remote server.
+
+use anyhow::{bail, Result};
+use nbtoken_core::{TokenVersion, V1Policy};
+use nbtoken_store::{Page, Store, TokenFilter};
+
+use super::open_store;
+use crate::cli::{DoctorArgs, Global};
+use crate::settings::{PepperSource, Settings, GENERATED_PEPPERS};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Report(Vec<(String, Level, String)>);
+
+impl Report {
+    fn add(&mut self, check: &str, level: Level, detail: impl Into<String>) {
+        self.0.push((check.to_owned(), level, detail.into()));
+    }
+}
+
+pub(crate) async fn doctor(global: &Global, args: DoctorArgs) -> Result<()> {
+    let mut r = Report(Vec::new());
+    match Settings::load(global, None) {
+        Ok(settings) => local(&settings, &mut r).await,
+        Err(e) => r.add("configuration", Level::Fail, format!("{e:#}")),
+    }
+    if let Some(url) = &args.remote.url {
+        super::remote::doctor_remote(url, args.remote.token.as_deref(), &mut |c, ok, d| {
+            r.add(c, if ok { Level::Ok } else { Level::Fail }, d)
+        })
+        .await;
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    t.set_header(["check", "status", "detail"]);
+    for (check, level, detail) in &r.0 {
+        let status = match level {
+            Level::Ok => "ok",
+            Level::Warn => "WARN",
+            Level::Fail => "FAIL",
+        };
+        t.add_row(vec![check.clone(), status.to_owned(), detail.clone()]);
+    }
+    println!("{t}");
+    let failed = r.0.iter().filter(|(_, l, _)| *l == Level::Fail).count();
+    if failed > 0 {
+        bail!("{failed} check(s) failed");
+    }
+    Ok(())
+}
+
+async fn local(s: &Settings, r: &mut Report) {
+    r.add("configuration", Level::Ok, "flags, environment and config file are valid");
+    match s.pepper_source {
+        PepperSource::Configured => {
+            let ids: Vec<String> = s.peppers.ids().map(|i| i.to_string()).collect();
+            r.add("peppers", Level::Ok, format!("configured ids {} (all ≥ 50 characters)", ids.join(", ")));
+        }
+        PepperSource::DataDir => {
+            let path = s.data_dir.join(GENERATED_PEPPERS);
+            r.add(
+                "peppers",
+                Level::Warn,
+                format!(
+                    "generated file {}; production should inject NBTOKEN_PEPPER_<ID> from a secret store",
+                    path.display()
+                ),
+            );
+            match private(&path) {
+                Ok(true) => r.add("pepper file permissions", Level::Ok, "readable by its owner only"),
+                Ok(false) => r.add(
+                    "pepper file permissions",
+                    Level::Fail,
+                    format!("{} is readable by group or others: chmod 600 it", path.display()),
+                ),
+                Err(e) => r.add("pepper file permissions", Level::Fail, e),
+            }
+        }
+        PepperSource::Missing => r.add(
+            "peppers",
+            Level::Fail,
+            "none configured: v2 tokens can be neither created nor verified (set NBTOKEN_PEPPER_<ID>)",
+        ),
+    }
+    if s.data_dir.exists() {
+        match private(&s.data_dir) {
+            Ok(true) => r.add("data directory", Level::Ok, format!("{} is private", s.data_dir.display())),
+            Ok(false) => r.add(
+                "data directory",
+                Level::Warn,
+                format!("{} is readable by others", s.data_dir.display()),
+            ),
+            Err(e) => r.add("data directory", Level::Warn, e),
+        }
+    }
+    match s.v1_policy {
+        V1Policy::Allow => {
+            r.add("v1 policy", Level::Warn, "allow: v1 tokens work with no warning; prefer warn, then deny")
+        }
+        V1Policy::Warn => r.add("v1 policy", Level::Ok, "warn: v1 requests get Deprecation/Sunset headers"),
+        V1Policy::Deny => r.add("v1 policy", Level::Ok, "deny: v1 tokens are refused"),
+    }
+    let store = match open_store(s).await {
+        Ok(store) => store,
+        Err(e) => {
+            r.add("database", Level::Fail, format!("{e:#}"));
+            return;
+        }
+    };
+    match store.ping().await {
+        Ok(()) => r.add("database", Level::Ok, "reachable, migrations applied"),
+        Err(e) => r.add("database", Level::Fail, e.to_string()),
+    }
+    let v1 = TokenFilter { version: Some(TokenVersion::V1), enabled: Some(true), ..Default::default() };
+    if let Ok((n, _)) = store.list_tokens(&v1, Page { limit: 1, offset: 0 }).await {
+        if n > 0 {
+            r.add("v1 tokens", Level::Warn, format!("{n} enabled v1 token(s): see `nbtoken migrate plan`"));
+        } else {
+            r.add("v1 tokens", Level::Ok, "none enabled");
+        }
+    }
+    if let Ok(usage) = store.pepper_usage().await {
+        for u in usage.iter().filter(|u| s.peppers.get(u.pepper_id).is_err() && u.tokens > 0) {
+            r.add(
+                "pepper coverage",
+                Level::Fail,
+                format!(
+                    "{} token(s) use pepper {} which is not configured: they cannot authenticate",
+                    u.tokens, u.pepper_id
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(unix)]
+fn private(path: &std::path::Path) -> Result<bool, String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o077 == 0)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(not(unix))]
+fn private(_: &std::path::Path) -> Result<bool, String> {
+    Ok(true)
+}

@@ -1,0 +1,134 @@
+//! The commands: each takes validated settings and calls the crates.
+
+use anyhow::{anyhow, Context, Result};
+use nbtoken_core::migrate::TokenInfo;
+use nbtoken_core::StoredCredential;
+use nbtoken_server::json::BaseUrl;
+use nbtoken_store::{AnyStore, Page, Store, TokenRecord, User};
+
+use crate::cli::{Cli, Command, PepperCommand};
+use crate::settings::Settings;
+
+mod audit;
+mod doctor;
+mod migrate;
+mod pepper;
+mod remote;
+mod serve;
+mod token;
+mod user;
+
+/// Every row, for listings that show them all.
+pub(crate) const ALL: Page = Page { limit: u32::MAX, offset: 0 };
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let mut settings = Settings::load(&cli.global, args.bind.as_deref())?;
+            serve::serve(&mut settings).await
+        }
+        Command::Pepper(PepperCommand::Generate) => pepper::generate(),
+        Command::Doctor(args) => doctor::doctor(&cli.global, args).await,
+        command => {
+            let settings = Settings::load(&cli.global, None)?;
+            match command {
+                Command::Migrate(cmd) => migrate::migrate(&settings, cmd).await,
+                command => {
+                    let store = open_store(&settings).await?;
+                    match command {
+                        Command::User(cmd) => user::user(&store, cmd).await,
+                        Command::Token(cmd) => token::token(&settings, &store, cmd).await,
+                        Command::Pepper(cmd) => pepper::pepper(&settings, &store, cmd).await,
+                        Command::Audit(args) => audit::audit(&store, args).await,
+                        _ => Err(anyhow!("unreachable command dispatch")),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Opens the configured database, creating the data directory for the embedded default.
+pub(crate) async fn open_store(settings: &Settings) -> Result<AnyStore> {
+    if settings.database_url.starts_with("sqlite:") {
+        settings.ensure_data_dir()?;
+    }
+    AnyStore::connect(&settings.database_url).await.context("cannot open the database")
+}
+
+pub(crate) async fn find_user(store: &AnyStore, name: &str) -> Result<User> {
+    store.user_by_name(name).await?.ok_or_else(|| anyhow!("no user named {name:?}"))
+}
+
+/// The base for URLs in JSON output: the configured listen address.
+pub(crate) fn base(settings: Option<&Settings>) -> BaseUrl {
+    BaseUrl::new(format!(
+        "http://{}",
+        settings.map(|s| s.bind.to_string()).unwrap_or_else(|| "127.0.0.1:8080".into())
+    ))
+}
+
+pub(crate) fn not_found(e: nbtoken_store::StoreError, id: i64) -> anyhow::Error {
+    match e {
+        nbtoken_store::StoreError::NotFound => anyhow!("no token with id {id}"),
+        other => other.into(),
+    }
+}
+
+/// A stored token as the migration planner and the audit see it.
+pub(crate) fn info(r: &TokenRecord) -> TokenInfo {
+    let t = &r.token;
+    let (display, pepper_id) = match &t.credential {
+        StoredCredential::V1 { plaintext } => (plaintext.partial(), None),
+        StoredCredential::V2 { key, pepper_id, .. } => (key.as_str().to_owned(), Some(*pepper_id)),
+    };
+    TokenInfo {
+        id: t.id,
+        version: t.version(),
+        user_id: t.user_id,
+        username: r.username.clone(),
+        display,
+        description: r.description.clone(),
+        created: r.created,
+        expires: t.expires,
+        last_used: t.last_used,
+        enabled: t.enabled,
+        write_enabled: t.write_enabled,
+        allowed_ips: t.allowed_ips.nets().to_vec(),
+        pepper_id,
+    }
+}
+
+/// Parses a duration such as `10m`, `24h`, `7d` or `0`.
+pub(crate) fn parse_duration(s: &str) -> Result<time::Duration> {
+    if s.trim() == "0" {
+        return Ok(time::Duration::ZERO);
+    }
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| anyhow!("invalid duration {s:?}: {e} (use e.g. 10m, 24h, 7d)"))?;
+    time::Duration::try_from(d).map_err(|_| anyhow!("duration {s:?} is too long"))
+}
+
+/// Parses `--allowed-ip` values.
+pub(crate) fn parse_nets(values: &[String]) -> Result<nbtoken_core::AllowedIps> {
+    let mut nets = Vec::new();
+    for s in values {
+        let net = s
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| anyhow!("invalid --allowed-ip {s:?}: expected a CIDR such as 10.0.0.0/8"))?;
+        nets.push(net);
+    }
+    Ok(nbtoken_core::AllowedIps::new(nets))
+}
+
+/// Parses `--expires`.
+pub(crate) fn parse_expires(value: Option<&str>) -> Result<Option<time::OffsetDateTime>> {
+    value
+        .map(|s| {
+            nbtoken_server::json::parse_timestamp(s)
+                .ok_or_else(|| anyhow!("invalid --expires {s:?}: use RFC 3339, e.g. 2027-01-01T00:00:00Z"))
+        })
+        .transpose()
+}

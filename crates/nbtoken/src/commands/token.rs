@@ -1,0 +1,179 @@
+//! `nbtoken token …`
+
+use std::io::Read;
+
+use anyhow::{anyhow, bail, Context, Result};
+use nbtoken_core::{rotate, Secret, SecretString, TokenVersion};
+use nbtoken_server::json as api_json;
+use nbtoken_server::service::{create_token, Created, TokenSpec};
+use nbtoken_store::{AnyStore, Store, TokenFilter, TokenPatch};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use super::{base, find_user, not_found, parse_duration, parse_expires, parse_nets, ALL};
+use crate::cli::{TokenCommand, TokenCreateArgs, TokenImportArgs};
+use crate::output::{print_json, tokens_table};
+use crate::settings::Settings;
+
+pub(crate) async fn token(settings: &Settings, store: &AnyStore, cmd: TokenCommand) -> Result<()> {
+    let b = base(Some(settings));
+    match cmd {
+        TokenCommand::Create(args) => create(settings, store, args).await,
+        TokenCommand::Import(args) => import(settings, store, args).await,
+        TokenCommand::List { user, version, json } => {
+            let mut filter = TokenFilter::default();
+            if let Some(name) = user {
+                filter.user_ids = vec![find_user(store, &name).await?.id];
+            }
+            if let Some(v) = version {
+                filter.version = Some(TokenVersion::from_u8(v)?);
+            }
+            let (_, rows) = store.list_tokens(&filter, ALL).await?;
+            if json {
+                print_json(&Value::Array(rows.iter().map(|r| api_json::token(&b, r, false)).collect()));
+            } else {
+                println!("{}", tokens_table(&rows));
+            }
+            Ok(())
+        }
+        TokenCommand::Show { id, json } => {
+            let r = store.token(id).await?.ok_or_else(|| anyhow!("no token with id {id}"))?;
+            if json {
+                print_json(&api_json::token(&b, &r, false));
+            } else {
+                println!("{}", tokens_table(std::slice::from_ref(&r)));
+            }
+            Ok(())
+        }
+        TokenCommand::Disable { id } => set_enabled(store, id, false).await,
+        TokenCommand::Enable { id } => set_enabled(store, id, true).await,
+        TokenCommand::Delete { id } => {
+            store.delete_token(id).await.map_err(|e| not_found(e, id))?;
+            println!("deleted token {id}");
+            Ok(())
+        }
+        TokenCommand::Rotate { id, overlap, json } => {
+            let overlap = parse_duration(&overlap)?;
+            let current = store.token(id).await?.ok_or_else(|| anyhow!("no token with id {id}"))?;
+            let now = OffsetDateTime::now_utc();
+            let r = rotate(&current.token.credential, &settings.peppers, now, overlap)?;
+            let record = store.rotate_token(id, r.pepper_id, r.digest, r.previous.clone()).await?;
+            tracing::info!(token_id = id, overlap_seconds = overlap.whole_seconds(), "token rotated");
+            if json {
+                let mut v = api_json::token(&b, &record, false);
+                if let Value::Object(o) = &mut v {
+                    let secret = r.token.expose().rsplit_once('.').map(|(_, s)| s).unwrap_or_default();
+                    o.insert("token".into(), json!(secret));
+                    o.insert(
+                        "previous_valid_until".into(),
+                        r.previous
+                            .as_ref()
+                            .map(|p| json!(api_json::timestamp(p.valid_until)))
+                            .unwrap_or(Value::Null),
+                    );
+                }
+                print_json(&v);
+            } else {
+                println!("rotated token {id} (new value shown once; store it now):");
+                println!("Authorization: Bearer {}", r.token.expose());
+                match &r.previous {
+                    Some(p) => {
+                        println!("the old secret keeps working until {}", api_json::timestamp(p.valid_until))
+                    }
+                    None => println!("the old secret no longer works"),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn set_enabled(store: &AnyStore, id: i64, enabled: bool) -> Result<()> {
+    store
+        .update_token(id, TokenPatch { enabled: Some(enabled), ..Default::default() })
+        .await
+        .map_err(|e| not_found(e, id))?;
+    println!("{} token {id}", if enabled { "enabled" } else { "disabled" });
+    Ok(())
+}
+
+fn print_created(settings: &Settings, created: &Created, owner: &str, json: bool) {
+    if json {
+        let mut v = api_json::token(&base(Some(settings)), &created.record, false);
+        if let Value::Object(o) = &mut v {
+            o.insert("token".into(), json!(created.secret.expose()));
+        }
+        print_json(&v);
+    } else {
+        let keyword = if created.record.token.version() == TokenVersion::V1 { "Token" } else { "Bearer" };
+        println!("created token {} for {owner} (shown once; store it now):", created.record.token.id);
+        println!("Authorization: {keyword} {}", created.token.expose());
+    }
+}
+
+async fn create(settings: &Settings, store: &AnyStore, args: TokenCreateArgs) -> Result<()> {
+    let owner = find_user(store, &args.user).await?;
+    let created = create_token(
+        store,
+        &settings.peppers,
+        settings.v1_policy,
+        owner.id,
+        TokenSpec {
+            version: TokenVersion::from_u8(args.version)?,
+            description: args.description,
+            expires: parse_expires(args.expires.as_deref())?,
+            write_enabled: !args.read_only,
+            allowed_ips: parse_nets(&args.allowed_ips)?,
+            ..Default::default()
+        },
+    )
+    .await?;
+    print_created(settings, &created, &owner.username, args.json);
+    Ok(())
+}
+
+/// Reads `nbt_<key>.<secret>` (or `Bearer nbt_…`) from stdin and stores it as a v2 token.
+async fn import(settings: &Settings, store: &AnyStore, args: TokenImportArgs) -> Result<()> {
+    let owner = find_user(store, &args.user).await?;
+    let mut input = String::new();
+    std::io::stdin().take(4096).read_to_string(&mut input).context("cannot read the token from stdin")?;
+    let input = SecretString::new(input);
+    let value = input.expose().trim();
+    let value = value.strip_prefix("Bearer ").map(str::trim).unwrap_or(value);
+    if value.is_empty() {
+        bail!("no token on stdin: pipe in nbt_<key>.<secret>");
+    }
+    let (key, secret) = Secret::parse_full(value).context("cannot import")?;
+    let created = create_token(
+        store,
+        &settings.peppers,
+        settings.v1_policy,
+        owner.id,
+        TokenSpec {
+            version: TokenVersion::V2,
+            chosen: Some(SecretString::from(secret.expose())),
+            chosen_key: Some(key),
+            description: args.description,
+            expires: parse_expires(args.expires.as_deref())?,
+            write_enabled: !args.read_only,
+            allowed_ips: parse_nets(&args.allowed_ips)?,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        nbtoken_server::service::CreateError::ValueInUse => anyhow!("a token with this key already exists"),
+        other => other.into(),
+    })?;
+    if args.json {
+        print_created(settings, &created, &owner.username, true);
+    } else {
+        println!(
+            "imported token {} for {} (key {})",
+            created.record.token.id,
+            owner.username,
+            created.token.expose().get(4..16).unwrap_or("")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! Shared helpers: run the real binary, start `serve`, call it with curl.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn nbtoken(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nbtoken"));
+    c.arg("--data-dir").arg(dir.join("data"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("NBTOKEN_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("NBTOKEN_LOG", "warn");
+    c
+}
+
+pub fn run(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Served {
+    pub child: Child,
+    pub stdout_lines: Vec<String>,
+    pub addr: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `nbtoken serve`, waits for `listening on http://ADDR` on stderr, and collects stdout printed before it.
+pub fn serve(dir: &std::path::Path) -> Served {
+    serve_with(dir, &[])
+}
+
+/// Like [`serve`], with extra environment variables.
+pub fn serve_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Served {
+    let port = free_port();
+    let mut cmd = nbtoken(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut addr = None;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if let Some(a) = line.strip_prefix("listening on http://") {
+            addr = Some(a.trim().to_owned());
+            break;
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+    }
+    let stdout = child.stdout.take().unwrap();
+    // The first-start banner is printed before listening; read what is there without blocking forever.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdout_lines = Vec::new();
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+        stdout_lines.push(l);
+    }
+    Served { child, stdout_lines, addr: addr.expect("no listening line") }
+}
+
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let out =
+        Command::new("curl").args(["-s", "-o", "-", "-w", "\n%{http_code}"]).args(args).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_owned())
+}

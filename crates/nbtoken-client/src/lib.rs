@@ -14,7 +14,8 @@
 //! # async fn demo() -> Result<(), nbtoken_client::ClientError> {
 //! use nbtoken_client::{Client, NewToken, TokenQuery};
 //!
-//! let client = Client::builder("https://netbox.example.com", "nbt_eOxiaUBB7417.wTbg8d65KYLMH3bHQ9zULCrxTXiNiug1jIm63wnU").build()?;
+//! let token = std::env::var("NETBOX_TOKEN").unwrap_or_default(); // nbt_<key>.<secret>
+//! let client = Client::builder("https://netbox.example.com", token.as_str()).build()?;
 //! let me = client.whoami().await?;
 //! let tokens = client.list_tokens(&TokenQuery { user_id: Some(me.id), ..Default::default() }).await?;
 //! let created = client.create_token(&NewToken { description: Some("ci".into()), ..Default::default() }).await?;

@@ -96,6 +96,9 @@ pub struct Token {
     /// Last successful use, if any (updated at most once a minute).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_used: Option<OffsetDateTime>,
+    /// Client address of the last recorded use: an nbtoken extension, `None` from NetBox.
+    #[serde(default)]
+    pub last_used_ip: Option<String>,
     /// Whether the token may authenticate.
     pub enabled: bool,
     /// Whether the token may write (POST/PUT/PATCH/DELETE).
@@ -360,8 +363,17 @@ mod tests {
     #[test]
     fn created_token_full_value() {
         let c = CreatedToken::from_json(netbox_token()).unwrap();
-        assert_eq!(c.full_value().expose(), "nbt_eOxiaUBB7417.wTbg8d65KYLMH3bHQ9zULCrxTXiNiug1jIm63wnU");
+        let expected = ["nbt_eOxiaUBB7417", "wTbg8d65KYLMH3bHQ9zULCrxTXiNiug1jIm63wnU"].join(".");
+        assert_eq!(c.full_value().expose(), expected);
         assert_eq!(c.token.pepper_id, None);
+        // NetBox does not send last_used_ip; nbtoken does.
+        assert_eq!(c.token.last_used_ip, None);
+        let mut nbtoken = netbox_token();
+        nbtoken["last_used_ip"] = json!("192.0.2.1");
+        assert_eq!(
+            CreatedToken::from_json(nbtoken).unwrap().token.last_used_ip.as_deref(),
+            Some("192.0.2.1")
+        );
         assert!(!c.token.write_enabled);
         assert!(!format!("{c:?}").contains("wTbg8d65"));
 

@@ -139,6 +139,7 @@ mod tests {
             created: datetime!(2026-01-01 0:00 UTC),
             expires: Some(NOW + Duration::days(30)),
             last_used: Some(NOW - Duration::days(1)),
+            last_used_ip: None,
             enabled: true,
             write_enabled: true,
             allowed_ips: vec!["10.0.0.0/8".parse().unwrap()],

@@ -5,6 +5,8 @@
 //! between a v1 token and its replacement lives where both can keep it: a
 //! marker at the front of the replacement's description, `[replaces v1 #ID]`.
 
+use std::net::IpAddr;
+
 use ipnet::IpNet;
 use time::OffsetDateTime;
 
@@ -32,6 +34,9 @@ pub struct TokenInfo {
     pub expires: Option<OffsetDateTime>,
     /// Last use.
     pub last_used: Option<OffsetDateTime>,
+    /// The client address of the last use, where the server records it
+    /// (nbtoken does; NetBox does not).
+    pub last_used_ip: Option<IpAddr>,
     /// Enabled flag.
     pub enabled: bool,
     /// Write flag.
@@ -140,6 +145,7 @@ mod tests {
             created: datetime!(2026-01-01 0:00 UTC) + Duration::minutes(id),
             expires: None,
             last_used: None,
+            last_used_ip: None,
             enabled: true,
             write_enabled: true,
             allowed_ips: vec![],

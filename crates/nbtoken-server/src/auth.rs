@@ -1,13 +1,15 @@
 //! Authentication middleware: header → core parse → store lookup → core decision.
 //!
-//! Every `/api/` request passes through [`authenticate`]. A request without
+//! Every `/api/` request passes through [`middleware`], and every forward-auth
+//! request through [`crate::forward`]; both call [`authenticate`]. A request without
 //! credentials continues as anonymous (handlers that need a user refuse it);
 //! a request with bad credentials is refused here, whatever the route, as
-//! NetBox does. Successful requests queue their `last_used` write and never
-//! wait for it.
+//! NetBox does. Successful requests queue their `last_used` write (with the
+//! client address, stored as `last_used_ip`) and never wait for it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -15,17 +17,24 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use nbtoken_core::{decide, Access, AuthHeader, Credential, Denial, TokenVersion, V1Policy, VerifyInput};
-use nbtoken_store::{Store, Touch};
+use nbtoken_store::{Store, StoreError, TokenRecord, Touch};
 use time::OffsetDateTime;
 
+use crate::cache::CacheKey;
 use crate::error::ApiError;
 use crate::AppState;
+
+/// The client address of a request, as [`crate::client_ip`] decided it; in the request extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub std::net::IpAddr);
 
 /// An authenticated caller, placed in the request extensions.
 #[derive(Clone, Debug)]
 pub struct Principal {
     /// The user.
     pub user_id: i64,
+    /// The user's name.
+    pub username: String,
     /// The token used.
     pub token_id: i64,
     /// Its version.
@@ -73,82 +82,245 @@ fn needs(method: &str, path: &str) -> Access {
     }
 }
 
-/// The middleware.
-pub async fn authenticate(
+/// What one authentication attempt came to: the `result` label of `nbtoken_auth_total`,
+/// the `result` field of the decision's log line, and what forward-auth's status is chosen by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Authenticated.
+    Ok,
+    /// No credentials (no `Authorization` header, or another scheme than `Token`/`Bearer`).
+    Anonymous,
+    /// The header could not be parsed (or was sent twice).
+    Malformed,
+    /// A v1 token under the `deny` policy.
+    V1Denied,
+    /// The client or key has used up its failure budget.
+    RateLimited,
+    /// No token matches.
+    Invalid,
+    /// The client address is not among the token's allowed networks (or is unknown).
+    IpDenied,
+    /// The token is disabled.
+    Disabled,
+    /// The token has expired.
+    Expired,
+    /// The token's owner is inactive.
+    UserInactive,
+    /// A write with a read-only token.
+    WriteDenied,
+    /// v2 tokens cannot be verified: no pepper is configured.
+    PeppersMissing,
+    /// The token could not be looked up.
+    StoreError,
+}
+
+impl Outcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Anonymous => "anonymous",
+            Outcome::Malformed => "malformed",
+            Outcome::V1Denied => "v1_denied",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Invalid => "invalid",
+            Outcome::IpDenied => "ip_denied",
+            Outcome::Disabled => "disabled",
+            Outcome::Expired => "expired",
+            Outcome::UserInactive => "user_inactive",
+            Outcome::WriteDenied => "write_denied",
+            Outcome::PeppersMissing => "peppers_missing",
+            Outcome::StoreError => "store_error",
+        }
+    }
+
+    fn of(denial: &Denial) -> Self {
+        match denial {
+            Denial::InvalidToken(_) => Outcome::Invalid,
+            Denial::PeppersMissing => Outcome::PeppersMissing,
+            Denial::ClientIpUnknown | Denial::IpNotPermitted(_) => Outcome::IpDenied,
+            Denial::Disabled => Outcome::Disabled,
+            Denial::Expired => Outcome::Expired,
+            Denial::UserInactive => Outcome::UserInactive,
+            Denial::WriteNotPermitted => Outcome::WriteDenied,
+            // A reason added to the core later is still a refusal.
+            _ => Outcome::Invalid,
+        }
+    }
+}
+
+/// A refused request: why, and NetBox's answer (status and JSON body).
+#[derive(Debug)]
+pub struct Refusal {
+    /// Why.
+    pub outcome: Outcome,
+    /// The answer the API gives.
+    pub error: ApiError,
+}
+
+impl Refusal {
+    fn new(outcome: Outcome, error: ApiError) -> Self {
+        Self { outcome, error }
+    }
+}
+
+/// The API middleware: authenticates every `/api/` request, or refuses it.
+pub async fn middleware(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut req: Request,
     next: Next,
 ) -> Response {
     let access = needs(req.method().as_str(), req.uri().path());
-    match check(&state, peer, access, req.headers()).await {
+    let client_ip = match crate::client_ip::client_ip(peer, req.headers(), &state.config.trusted_proxies) {
+        Ok(ip) => ip,
+        Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
+    };
+    req.extensions_mut().insert(ClientIp(client_ip));
+    match authenticate(&state, client_ip, access, req.headers()).await {
         Ok(None) => next.run(req).await,
         Ok(Some(principal)) => {
-            let v1 = principal.version == TokenVersion::V1;
+            let version = principal.version;
             req.extensions_mut().insert(principal);
             let mut resp = next.run(req).await;
-            if v1 && state.config.v1_policy == V1Policy::Warn {
-                let h = resp.headers_mut();
-                // RFC 9745: v1 authentication is deprecated (since 2026-01-01, NetBox 4.6's cycle).
-                h.insert("deprecation", HeaderValue::from_static(V1_DEPRECATED_SINCE));
-                // RFC 8594: when it stops working, if the operator has set a date.
-                if let Some(v) =
-                    state.config.v1_sunset.and_then(|t| HeaderValue::from_str(&http_date(t)).ok())
-                {
-                    h.insert("sunset", v);
-                }
-            }
+            deprecation_headers(&state.config, version, resp.headers_mut());
             resp
         }
-        Err(e) => e.into_response(),
+        Err(refusal) => refusal.error.into_response(),
     }
+}
+
+/// Under the `warn` policy, announces on a v1-authenticated response that v1 is deprecated
+/// (RFC 9745 `Deprecation`) and, if the operator has set a date, when it stops working (RFC 8594 `Sunset`).
+pub fn deprecation_headers(config: &crate::Config, version: TokenVersion, headers: &mut HeaderMap) {
+    if version != TokenVersion::V1 || config.v1_policy != V1Policy::Warn {
+        return;
+    }
+    headers.insert("deprecation", HeaderValue::from_static(V1_DEPRECATED_SINCE));
+    if let Some(v) = config.v1_sunset.and_then(|t| HeaderValue::from_str(&http_date(t)).ok()) {
+        headers.insert("sunset", v);
+    }
+}
+
+/// Authenticates the `Authorization` header of a request from `client_ip` that needs `access`.
+///
+/// The one authentication path, for the API middleware and forward-auth alike: failure
+/// budgets, the v1 policy, the cache, the core's decision and the `last_used` write all
+/// happen here. `Ok(None)` is an anonymous request. Each call is counted in the metrics and
+/// logged as one line at debug level (never with the token).
+pub async fn authenticate(
+    state: &AppState,
+    client_ip: IpAddr,
+    access: Access,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, Refusal> {
+    let started = Instant::now();
+    let mut seen = Seen::default();
+    let result = check(state, client_ip, access, headers, &mut seen).await;
+    let took = started.elapsed();
+    let (outcome, detail) = match &result {
+        Ok(Some(_)) => (Outcome::Ok, None),
+        Ok(None) => (Outcome::Anonymous, None),
+        Err(r) => (r.outcome, r.error.message()),
+    };
+    state.metrics.auth(outcome, seen.version, seen.key.as_deref(), took);
+    let user_id = result.as_ref().ok().and_then(|p| p.as_ref().map(|p| p.user_id));
+    tracing::debug!(
+        result = outcome.as_str(),
+        version = seen.version.map(|v| v.as_u8()),
+        token_id = seen.token_id,
+        user_id,
+        %client_ip,
+        access = if access == Access::Write { "write" } else { "read" },
+        detail,
+        micros = took.as_micros() as u64,
+        "authentication decision"
+    );
+    result
+}
+
+/// What was learnt about the credential on the way to a decision, for metrics and the log.
+#[derive(Default)]
+struct Seen {
+    version: Option<TokenVersion>,
+    token_id: Option<i64>,
+    /// The v2 key of a token that exists.
+    key: Option<String>,
 }
 
 async fn check(
     state: &AppState,
-    peer: SocketAddr,
+    client_ip: IpAddr,
     access: Access,
     headers: &HeaderMap,
-) -> Result<Option<Principal>, ApiError> {
+    seen: &mut Seen,
+) -> Result<Option<Principal>, Refusal> {
+    let limited = |wait| Refusal::new(Outcome::RateLimited, ApiError::too_many_failures(wait));
     let mut values = headers.get_all("authorization").iter();
     let Some(raw) = values.next() else { return Ok(None) };
     if values.next().is_some() {
-        return Err(ApiError::with_hint(
-            StatusCode::FORBIDDEN,
-            nbtoken_core::header::MSG_WRONG_FORM,
-            Some("send exactly one Authorization header".to_owned()),
+        return Err(Refusal::new(
+            Outcome::Malformed,
+            ApiError::with_hint(
+                StatusCode::FORBIDDEN,
+                nbtoken_core::header::MSG_WRONG_FORM,
+                Some("send exactly one Authorization header".to_owned()),
+            ),
         ));
+    }
+    if let Some(wait) = state.limiter.blocked_for(client_ip, None) {
+        return Err(limited(wait));
     }
     let parsed = match AuthHeader::parse(raw.as_bytes()) {
         Ok(None) => return Ok(None),
         Ok(Some(p)) => p,
         Err(e) => {
-            tracing::debug!(detail = e.detail(), hint = ?e.hint(), "authorization header refused");
-            return Err(ApiError::with_hint(
-                StatusCode::FORBIDDEN,
-                e.detail(),
-                e.hint().map(|h| h.to_string()),
+            tracing::debug!(detail = e.detail(), hint = ?e.hint(), %client_ip, "authorization header refused");
+            if let Some(wait) = state.limiter.record_failure(client_ip, None) {
+                return Err(limited(wait));
+            }
+            return Err(Refusal::new(
+                Outcome::Malformed,
+                ApiError::with_hint(StatusCode::FORBIDDEN, e.detail(), e.hint().map(|h| h.to_string())),
             ));
         }
     };
     let hint = parsed.hint().map(|h| h.to_string());
     let credential = parsed.credential();
+    seen.version = Some(credential.version());
     if credential.version() == TokenVersion::V1 && state.config.v1_policy == V1Policy::Deny {
-        return Err(ApiError::with_hint(StatusCode::FORBIDDEN, MSG_V1_DENIED, hint));
+        return Err(Refusal::new(
+            Outcome::V1Denied,
+            ApiError::with_hint(StatusCode::FORBIDDEN, MSG_V1_DENIED, hint),
+        ));
     }
-    let client_ip = crate::client_ip::client_ip(peer, headers, &state.config.trusted_proxies)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let record = match credential {
-        Credential::V1 { plaintext } => state.store.token_by_plaintext(plaintext.expose()).await?,
-        Credential::V2 { key, .. } => {
-            // A key of the wrong shape cannot exist; skip the lookup but not the HMAC.
-            if nbtoken_core::TokenKey::parse(key).is_ok() {
-                state.store.token_by_key(key).await?
-            } else {
-                None
-            }
-        }
+    // A well-formed v2 key has a failure budget of its own.
+    let limited_key = match credential {
+        Credential::V2 { key, .. } if nbtoken_core::TokenKey::parse(key).is_ok() => Some(key.as_str()),
+        _ => None,
     };
+    if let Some(wait) = state.limiter.blocked_for(client_ip, limited_key) {
+        return Err(limited(wait));
+    }
+    let record = match credential {
+        Credential::V1 { plaintext } => {
+            let fetch = state.store.token_by_plaintext(plaintext.expose());
+            cached(state, CacheKey::v1(plaintext.expose()), fetch).await
+        }
+        // A key of the wrong shape cannot exist; skip the lookup but not the HMAC.
+        Credential::V2 { key, .. } if nbtoken_core::TokenKey::parse(key).is_ok() => {
+            cached(state, CacheKey::V2(key.clone()), state.store.token_by_key(key)).await
+        }
+        Credential::V2 { .. } => Ok(None),
+    }
+    .map_err(|e| Refusal::new(Outcome::StoreError, e))?;
+    if let Some(r) = &record {
+        seen.token_id = Some(r.token.id);
+        if let nbtoken_core::StoredCredential::V2 { key, .. } = &r.token.credential {
+            seen.key = Some(key.as_str().to_owned());
+        }
+    }
     let now = OffsetDateTime::now_utc();
     let decision = decide(&VerifyInput {
         credential,
@@ -161,31 +333,61 @@ async fn check(
     });
     match decision {
         Ok(v) => {
-            tracing::debug!(token_id = v.token_id, user_id = v.user_id, version = v.version.as_u8(), %client_ip, "authenticated");
             if v.version == TokenVersion::V1 && state.config.v1_policy == V1Policy::Warn {
                 tracing::info!(token_id = v.token_id, user_id = v.user_id, %client_ip, "v1 token used; migrate it to v2");
             }
             if v.touch_last_used || v.rehash.is_some() {
-                state.touches.queue(Touch { token_id: v.token_id, at: now, rehash: v.rehash.clone() });
+                state.touches.queue(Touch {
+                    token_id: v.token_id,
+                    at: now,
+                    ip: Some(client_ip),
+                    rehash: v.rehash.clone(),
+                });
             }
             Ok(Some(Principal {
                 user_id: v.user_id,
+                username: record.as_ref().map(|r| r.username.clone()).unwrap_or_default(),
                 token_id: v.token_id,
                 version: v.version,
                 write_enabled: v.write_enabled,
             }))
         }
         Err(denial) => {
-            tracing::debug!(detail = %denial, %client_ip, "authentication refused");
             let status = match denial {
                 Denial::PeppersMissing => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::FORBIDDEN,
             };
+            if matches!(denial, Denial::InvalidToken(_)) {
+                // An unknown key is not a token that exists: it must not become a metrics label.
+                seen.key = None;
+                seen.token_id = None;
+                if let Some(wait) = state.limiter.record_failure(client_ip, limited_key) {
+                    return Err(limited(wait));
+                }
+            }
             // A hint about the token's shape only helps when the token was not found.
             let hint = matches!(denial, Denial::InvalidToken(_)).then_some(hint).flatten();
-            Err(ApiError::with_hint(status, denial.detail(), hint))
+            Err(Refusal::new(Outcome::of(&denial), ApiError::with_hint(status, denial.detail(), hint)))
         }
     }
+}
+
+/// The row from the cache, or from the store (and then cached).
+async fn cached(
+    state: &AppState,
+    key: CacheKey,
+    fetch: impl std::future::Future<Output = Result<Option<TokenRecord>, StoreError>>,
+) -> Result<Option<Arc<TokenRecord>>, ApiError> {
+    if let Some(r) = state.cache.get(&key) {
+        state.metrics.cache(true);
+        return Ok(Some(r));
+    }
+    state.metrics.cache(false);
+    let record = fetch.await?.map(Arc::new);
+    if let Some(r) = &record {
+        state.cache.insert(key, r.clone());
+    }
+    Ok(record)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {

@@ -11,7 +11,17 @@ use serde_json::{json, Map, Value};
 pub struct ApiError {
     status: StatusCode,
     body: Value,
+    retry_after: Option<u64>,
+    store_failure: bool,
 }
+
+/// In the extensions of a response caused by a failed database operation (counted by the metrics).
+#[derive(Clone, Copy, Debug)]
+pub struct StoreFailure;
+
+/// In the extensions of a `429` from the failure limiter (counted by the metrics).
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimited;
 
 /// Handler result.
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -19,7 +29,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// `{"detail": msg}` with this status.
     pub fn detail(status: StatusCode, msg: impl Into<String>) -> Self {
-        Self { status, body: json!({ "detail": msg.into() }) }
+        Self { status, body: json!({ "detail": msg.into() }), retry_after: None, store_failure: false }
     }
 
     /// `{"detail": msg, "hint": hint}`: NetBox's message plus nbtoken's advice.
@@ -29,17 +39,27 @@ impl ApiError {
         if let Some(h) = hint {
             body.insert("hint".into(), Value::String(h));
         }
-        Self { status, body: Value::Object(body) }
+        Self { status, body: Value::Object(body), retry_after: None, store_failure: false }
     }
 
     /// 400 `{"field": ["msg"]}`, DRF's validation error shape.
     pub fn field(field: &str, msg: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, body: json!({ field: [msg.into()] }) }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({ field: [msg.into()] }),
+            retry_after: None,
+            store_failure: false,
+        }
     }
 
     /// 400 with several field errors.
     pub fn fields(errors: Map<String, Value>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, body: Value::Object(errors) }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            body: Value::Object(errors),
+            retry_after: None,
+            store_failure: false,
+        }
     }
 
     /// 400 `{"detail": msg}`.
@@ -62,9 +82,32 @@ impl ApiError {
         Self::detail(StatusCode::NOT_FOUND, format!("No {what} matches the given query."))
     }
 
+    /// 429 with `Retry-After`: too many failed attempts from this client or on this key.
+    pub fn too_many_failures(wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let secs = secs.max(1);
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            body: json!({ "detail": format!("Too many failed authentication attempts. Retry in {secs} seconds.") }),
+            retry_after: Some(secs),
+            store_failure: false,
+        }
+    }
+
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// The same answer with another status (forward-auth answers 401 where the API answers 403).
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The `detail` message, if the body has one.
+    pub fn message(&self) -> Option<&str> {
+        self.body.get("detail").and_then(Value::as_str)
     }
 }
 
@@ -80,17 +123,23 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Unavailable(_) => {
                 tracing::error!(error = %e, "store unavailable");
-                Self::detail(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The token database is unavailable; try again shortly.",
-                )
+                Self {
+                    store_failure: true,
+                    ..Self::detail(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The token database is unavailable; try again shortly.",
+                    )
+                }
             }
             other => {
                 tracing::error!(error = %other, "store error");
-                Self::detail(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The token database could not complete the request.",
-                )
+                Self {
+                    store_failure: true,
+                    ..Self::detail(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The token database could not complete the request.",
+                    )
+                }
             }
         }
     }
@@ -98,6 +147,14 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut resp = (self.status, Json(self.body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+            resp.extensions_mut().insert(RateLimited);
+        }
+        if self.store_failure {
+            resp.extensions_mut().insert(StoreFailure);
+        }
+        resp
     }
 }

@@ -72,9 +72,21 @@ fn opt_timestamp(t: Option<OffsetDateTime>) -> Value {
 }
 
 /// Parses a timestamp as NetBox accepts it: RFC 3339, or a naive ISO time taken as UTC.
+///
+/// As in Django, the year is four digits without a sign and the instant falls in years
+/// 1–9999 in UTC, so that it can be stored and shown again; `None` otherwise. (`time` reads
+/// `-2026` as a year, and converting `9999-12-31T23:59:59-01:00` to UTC would panic.)
 pub fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
+    if !s.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    let t = parse_any_timestamp(s)?.checked_to_offset(UtcOffset::UTC)?;
+    (1..=9999).contains(&t.year()).then_some(t)
+}
+
+fn parse_any_timestamp(s: &str) -> Option<OffsetDateTime> {
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Some(t.to_offset(UtcOffset::UTC));
+        return Some(t);
     }
     let fmts = [
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond]"),
@@ -133,6 +145,8 @@ pub fn token(base: &BaseUrl, r: &TokenRecord, brief: bool) -> Value {
     m.insert("created".into(), json!(timestamp(r.created)));
     m.insert("expires".into(), opt_timestamp(t.expires));
     m.insert("last_used".into(), opt_timestamp(t.last_used));
+    // nbtoken extension: the client address of the last recorded use.
+    m.insert("last_used_ip".into(), r.last_used_ip.map(|ip| json!(ip.to_string())).unwrap_or(Value::Null));
     m.insert("enabled".into(), json!(t.enabled));
     m.insert("write_enabled".into(), json!(t.write_enabled));
     m.insert("pepper_id".into(), pepper_id);
@@ -189,6 +203,11 @@ impl Query {
         let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
         if let Some(q) = parts.uri.query() {
             for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+                // A NUL in a filter is a 400, as in django-filter, on every backend
+                // (PostgreSQL cannot compare text with one: it would be a 5xx).
+                if k.contains('\0') || v.contains('\0') {
+                    return Err(ApiError::field(&k, crate::api::body::MSG_NUL));
+                }
                 map.entry(k.into_owned()).or_default().push(v.into_owned());
             }
         }
@@ -293,5 +312,21 @@ mod tests {
         }
         assert_eq!(parse_timestamp("tomorrow"), None);
         assert_eq!(parse_timestamp("2026-13-02T03:04:05Z"), None);
+        assert_eq!(parse_timestamp("9999-12-31T23:59:59Z"), Some(datetime!(9999-12-31 23:59:59 UTC)));
+    }
+
+    #[test]
+    fn timestamps_outside_years_1_to_9999_in_utc_are_refused_not_a_panic() {
+        // Found by the `token_body` fuzz target: a signed year, and an offset that
+        // moves the instant out of range (which used to panic in `to_offset`).
+        for s in [
+            "-2026-01-02T03:04:11.11",
+            "+2026-01-02T03:04:11",
+            "0000-01-01T00:00:00Z",
+            "0001-01-01T00:00:00+01:00",
+            "9999-12-31T23:59:59-01:00",
+        ] {
+            assert_eq!(parse_timestamp(s), None, "{s}");
+        }
     }
 }

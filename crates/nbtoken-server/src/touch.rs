@@ -6,7 +6,7 @@
 //! one per token per minute.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nbtoken_store::{Store, Touch};
@@ -14,6 +14,8 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::cache::TokenCache;
+use crate::metrics::Metrics;
 use crate::AppStore;
 
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
@@ -27,9 +29,9 @@ pub struct Toucher {
 
 impl Toucher {
     /// Starts the writer task.
-    pub fn start(store: AppStore) -> (Self, JoinHandle<()>) {
+    pub fn start(store: AppStore, cache: Arc<TokenCache>, metrics: Arc<Metrics>) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let handle = tokio::spawn(writer(store, rx));
+        let handle = tokio::spawn(writer(store, cache, metrics, rx));
         (Self { tx: Mutex::new(Some(tx)), recent: Mutex::new(HashMap::new()) }, handle)
     }
 
@@ -62,7 +64,12 @@ impl Toucher {
     }
 }
 
-async fn writer(store: AppStore, mut rx: mpsc::Receiver<Touch>) {
+async fn writer(
+    store: AppStore,
+    cache: Arc<TokenCache>,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::Receiver<Touch>,
+) {
     let mut batch: Vec<Touch> = Vec::new();
     loop {
         let first = rx.recv().await;
@@ -72,22 +79,23 @@ async fn writer(store: AppStore, mut rx: mpsc::Receiver<Touch>) {
         while let Ok(t) = rx.try_recv() {
             batch.push(t);
         }
-        flush(&store, &mut batch).await;
+        flush(&store, &cache, &metrics, &mut batch).await;
     }
-    flush(&store, &mut batch).await;
+    flush(&store, &cache, &metrics, &mut batch).await;
 }
 
-async fn flush(store: &AppStore, batch: &mut Vec<Touch>) {
+async fn flush(store: &AppStore, cache: &TokenCache, metrics: &Metrics, batch: &mut Vec<Touch>) {
     if batch.is_empty() {
         return;
     }
-    // Keep the latest touch per token, with any re-hash it carries.
+    // Keep the latest touch per token (its time and address), with any re-hash it carries.
     let mut by_token: HashMap<i64, Touch> = HashMap::new();
     for t in batch.drain(..) {
         match by_token.get_mut(&t.token_id) {
             Some(existing) => {
                 if t.at > existing.at {
                     existing.at = t.at;
+                    existing.ip = t.ip;
                 }
                 if t.rehash.is_some() {
                     existing.rehash = t.rehash;
@@ -100,6 +108,11 @@ async fn flush(store: &AppStore, batch: &mut Vec<Touch>) {
     }
     let touches: Vec<Touch> = by_token.into_values().collect();
     if let Err(e) = store.apply_touches(&touches).await {
+        metrics.store_error();
         tracing::warn!(error = %e, count = touches.len(), "could not write last_used");
+    }
+    // A re-hashed row must be read again, or the old digest would keep asking for a re-hash.
+    for t in touches.iter().filter(|t| t.rehash.is_some()) {
+        cache.invalidate_token(t.token_id);
     }
 }

@@ -25,6 +25,9 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    failed_attempts_are_rate_limited_per_client,
+    failed_attempts_are_rate_limited_per_key,
+    password_guessing_at_provision_is_rate_limited,
     netbox_authentication_cases,
     token_state_cases,
     spoofed_forwarding_headers_do_not_pass_ip_restrictions,
@@ -40,6 +43,7 @@ on_every_backend!(
     v1_policy_deny_refuses_v1_tokens_with_advice,
     hints_travel_beside_the_netbox_detail,
     last_used_is_written_without_waiting,
+    last_used_ip_is_recorded,
     v1_policy_warn_announces_deprecation_and_sunset,
     v1_policy_allow_adds_no_headers,
 );
@@ -480,6 +484,8 @@ async fn api_version_header_and_root(b: Backend) {
     assert_eq!(resp.headers()["api-version"], "4.6");
     let resp = s.client.get(format!("{}/healthz", s.base())).send().await.unwrap();
     assert_eq!(resp.status(), 200);
+    let resp = s.client.get(format!("{}/livez", s.base())).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
     let resp =
         s.client.get(format!("{}/api/", s.base())).header("x-request-id", "abc-123").send().await.unwrap();
     assert_eq!(resp.headers()["x-request-id"], "abc-123");
@@ -527,6 +533,30 @@ async fn last_used_is_written_without_waiting(b: Backend) {
     assert!(seen.is_string(), "last_used was never written");
 }
 
+async fn last_used_ip_is_recorded(b: Backend) {
+    let s = Server::start(b).await;
+    let (_, list) = s.admin(Method::GET, TOKENS, None).await;
+    let v1 = list["results"].as_array().unwrap().iter().find(|t| t["version"] == 1).unwrap().clone();
+    let path = format!("{TOKENS}{}/", v1["id"]);
+    assert_eq!(v1["last_used_ip"], Value::Null);
+    check(&s, "GET", "/api/status/", Some(format!("Token {V1_PLAIN}").as_bytes()), "200").await;
+    // Written in batches, off the request path.
+    let mut seen = Value::Null;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (_, after) = s.admin(Method::GET, &path, None).await;
+        if !after["last_used_ip"].is_null() {
+            assert!(after["last_used"].is_string(), "last_used_ip without last_used: {after}");
+            seen = after["last_used_ip"].clone();
+            break;
+        }
+    }
+    assert_eq!(seen, "127.0.0.1", "last_used_ip was never written");
+    // An nbtoken extension of the full shape, absent from the brief one.
+    let (_, brief) = s.admin(Method::GET, &format!("{path}?brief=1"), None).await;
+    assert!(brief.get("last_used_ip").is_none());
+}
+
 async fn v1_policy_warn_announces_deprecation_and_sunset(b: Backend) {
     let s = Server::start_with(b, |c| {
         c.v1_sunset = nbtoken_server::json::parse_timestamp("2027-06-30T00:00:00Z")
@@ -563,4 +593,81 @@ async fn v1_policy_allow_adds_no_headers(b: Backend) {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().get("deprecation").is_none());
+}
+
+fn limited(c: &mut nbtoken_server::Config, per_ip: u32, per_key: u32) {
+    c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    c.limits = nbtoken_server::limit::LimitConfig { per_ip_per_minute: per_ip, per_key_per_minute: per_key };
+}
+
+async fn failed_attempts_are_rate_limited_per_client(b: Backend) {
+    let s = Server::start_with(b, |c| limited(c, 3, 0)).await;
+    let attacker = [("x-forwarded-for", "198.51.100.66")];
+    let user = [("x-forwarded-for", "198.51.100.7")];
+    let wrong = format!("Bearer nbt_{}.{}", &s.admin_v2[4..16], "w".repeat(40));
+    // The budget is three failures a minute; the fourth blocks.
+    for _ in 0..3 {
+        assert_eq!(s.raw(Method::GET, TOKENS, Some(wrong.as_bytes()), None, &attacker).await.0, 403);
+    }
+    assert_eq!(s.raw(Method::GET, TOKENS, Some(wrong.as_bytes()), None, &attacker).await.0, 429);
+    // Blocked clients are refused before any token is checked: even a right guess fails.
+    let resp = s
+        .client
+        .get(format!("{}{TOKENS}", s.base()))
+        .header("authorization", s.admin_bearer())
+        .header("x-forwarded-for", "198.51.100.66")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().starts_with("Too many failed authentication attempts"));
+    // Another client is not slowed by the attacker's failures.
+    let (st, _) = s.raw(Method::GET, TOKENS, Some(s.admin_bearer().as_bytes()), None, &user).await;
+    assert_eq!(st, 200);
+    // Malformed headers count as failures too.
+    let other = [("x-forwarded-for", "198.51.100.99")];
+    for _ in 0..3 {
+        assert_eq!(s.raw(Method::GET, TOKENS, Some(b"Bearer"), None, &other).await.0, 403);
+    }
+    assert_eq!(s.raw(Method::GET, TOKENS, Some(b"Bearer"), None, &other).await.0, 429);
+}
+
+async fn failed_attempts_are_rate_limited_per_key(b: Backend) {
+    let s = Server::start_with(b, |c| limited(c, 0, 2)).await;
+    let victim = s.create_token(json!({})).await;
+    let wrong = format!("Bearer nbt_{}.{}", victim.key, "q".repeat(40));
+    // Two failures a minute on one key, from different clients; the third blocks the key.
+    for xff in ["198.51.100.1", "198.51.100.2"] {
+        assert_eq!(
+            s.raw(Method::GET, TOKENS, Some(wrong.as_bytes()), None, &[("x-forwarded-for", xff)]).await.0,
+            403
+        );
+    }
+    let third = [("x-forwarded-for", "198.51.100.3")];
+    assert_eq!(s.raw(Method::GET, TOKENS, Some(wrong.as_bytes()), None, &third).await.0, 429);
+    // The key is protected whoever asks, even with its right secret; other keys are not affected.
+    assert_eq!(s.raw(Method::GET, TOKENS, Some(&victim.bearer()), None, &third).await.0, 429);
+    assert_eq!(s.raw(Method::GET, TOKENS, Some(s.admin_bearer().as_bytes()), None, &third).await.0, 200);
+}
+
+async fn password_guessing_at_provision_is_rate_limited(b: Backend) {
+    let s = Server::start_with(b, |c| limited(c, 2, 0)).await;
+    let guess = json!({"username": "admin", "password": "not-the-password"});
+    let xff = [("x-forwarded-for", "198.51.100.5")];
+    for _ in 0..2 {
+        let (st, _) =
+            s.raw(Method::POST, "/api/users/tokens/provision/", None, Some(guess.clone()), &xff).await;
+        assert_eq!(st, 403);
+    }
+    // The third failure blocks.
+    let right = json!({"username": "admin", "password": harness::ADMIN_PASSWORD});
+    let (st, _) = s.raw(Method::POST, "/api/users/tokens/provision/", None, Some(guess), &xff).await;
+    assert_eq!(st, 429);
+    let (st, _) = s.raw(Method::POST, "/api/users/tokens/provision/", None, Some(right.clone()), &xff).await;
+    assert_eq!(st, 429, "a blocked client cannot succeed, even with the right password");
+    let (st, _) = s.raw(Method::POST, "/api/users/tokens/provision/", None, Some(right), &[]).await;
+    assert_eq!(st, 201);
 }

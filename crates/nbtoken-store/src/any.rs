@@ -51,6 +51,15 @@ fn backend_of(url: &str) -> Result<Backend> {
 }
 
 impl AnyStore {
+    /// A feed of changes made by other instances, where the backend has one
+    /// (PostgreSQL). `Ok(None)` for SQLite: rely on a short cache TTL there.
+    pub async fn listen(&self) -> Result<Option<crate::ChangeListener>> {
+        match self {
+            AnyStore::Sqlite(_) => Ok(None),
+            AnyStore::Postgres(pg) => pg.listen().await.map(Some),
+        }
+    }
+
     /// Connects to the database `url` names and applies its schema.
     ///
     /// `postgres://` and `postgresql://` URLs open a [`PgStore`]; `sqlite:` URLs

@@ -13,15 +13,18 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 
 use nbtoken_core::{AllowedIps, Digest, PepperId, PreviousSecret, StoredCredential, StoredToken};
 use time::OffsetDateTime;
 
 mod any;
+pub mod changes;
 pub mod postgres;
 pub mod sqlite;
 
 pub use any::AnyStore;
+pub use changes::{Change, ChangeListener};
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 
@@ -168,6 +171,8 @@ pub struct TokenRecord {
     pub username: String,
     /// Whether the owner is active.
     pub user_active: bool,
+    /// The client address of the last recorded use (written with `last_used`).
+    pub last_used_ip: Option<IpAddr>,
 }
 
 /// A token to create. For v2 the digest is stored, never the secret.
@@ -234,6 +239,8 @@ pub struct Touch {
     pub token_id: i64,
     /// The new `last_used`.
     pub at: OffsetDateTime,
+    /// The client address, stored as `last_used_ip` whenever `at` moves `last_used` forward.
+    pub ip: Option<IpAddr>,
     /// A digest under a newer pepper to store instead of the old one.
     pub rehash: Option<(PepperId, Digest)>,
 }
@@ -300,7 +307,9 @@ pub trait Store: Send + Sync + 'static {
         previous: Option<PreviousSecret>,
     ) -> impl Future<Output = Result<TokenRecord>> + Send;
     /// Applies deferred `last_used` and re-hash writes in one transaction.
-    /// A `last_used` never moves backwards; tokens deleted meanwhile are skipped.
+    /// A `last_used` never moves backwards; `last_used_ip` is written with it
+    /// (the address of the latest touch), and only when `last_used` moves
+    /// forward. Tokens deleted meanwhile are skipped.
     fn apply_touches(&self, touches: &[Touch]) -> impl Future<Output = Result<()>> + Send;
     /// Per pepper id, how many v2 tokens use it and when one was last used.
     fn pepper_usage(&self) -> impl Future<Output = Result<Vec<PepperUsage>>> + Send;

@@ -25,7 +25,8 @@ mod filter;
 pub use connect::PgOptions;
 
 use convert::{
-    allowed_ips_array, map_err, now, token_from_row, truncate, user_from_row, TOKEN_SELECT, USER_COLUMNS,
+    allowed_ips_array, ip_text, map_err, now, token_from_row, truncate, user_from_row, TOKEN_SELECT,
+    USER_COLUMNS,
 };
 use filter::{pepper_column, push_page, push_token_filter, push_user_filter};
 
@@ -53,6 +54,16 @@ impl PgStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Subscribes to token and user changes made by any instance (or by hand).
+    pub async fn listen(&self) -> Result<crate::changes::ChangeListener> {
+        crate::changes::ChangeListener::start(self).await
+    }
+}
+
+/// Maps errors of the change listener the way every other query's errors are mapped.
+pub(crate) fn map_listen_err(e: sqlx::Error) -> StoreError {
+    map_err(e)
 }
 
 async fn fetch_user(conn: &mut PgConnection, id: i64) -> Result<Option<User>> {
@@ -357,8 +368,9 @@ impl Store for PgStore {
         let mut ids: Vec<i64> = touches.iter().map(|t| t.token_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        let (touch_ids, ats): (Vec<i64>, Vec<_>) =
-            touches.iter().map(|t| (t.token_id, truncate(t.at))).unzip();
+        let touch_ids: Vec<i64> = touches.iter().map(|t| t.token_id).collect();
+        let ats: Vec<_> = touches.iter().map(|t| truncate(t.at)).collect();
+        let ips: Vec<Option<String>> = touches.iter().map(|t| ip_text(t.ip)).collect();
 
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         sqlx::query("SELECT id FROM users_token WHERE id = ANY($1) ORDER BY id FOR UPDATE")
@@ -366,16 +378,19 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        // One statement for the whole batch; the latest touch per token wins
-        // and GREATEST keeps a newer last_used already stored.
+        // One statement for the whole batch: the latest touch per token wins
+        // (the first of equal ones, as in SQLite), and only if it moves
+        // last_used forward; its address is written with it.
         sqlx::query(
-            "UPDATE users_token t SET last_used = GREATEST(t.last_used, v.at) \
-             FROM (SELECT id, MAX(at) AS at FROM UNNEST($1::bigint[], $2::timestamptz[]) AS u (id, at) \
-                   GROUP BY id) AS v \
+            "UPDATE users_token t SET last_used = v.at, last_used_ip = v.ip::inet \
+             FROM (SELECT DISTINCT ON (id) id, at, ip \
+                   FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[]) WITH ORDINALITY AS u (id, at, ip, n) \
+                   ORDER BY id, at DESC, n ASC) AS v \
              WHERE t.id = v.id AND (t.last_used IS NULL OR t.last_used < v.at)",
         )
         .bind(&touch_ids)
         .bind(&ats)
+        .bind(&ips)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;

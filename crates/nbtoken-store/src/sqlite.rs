@@ -23,8 +23,8 @@ mod convert;
 mod filter;
 
 use convert::{
-    allowed_ips_json, map_err, now, opt_timestamp, timestamp, token_from_row, user_from_row, TOKEN_SELECT,
-    USER_COLUMNS,
+    allowed_ips_json, ip_text, map_err, now, opt_timestamp, timestamp, token_from_row, user_from_row,
+    TOKEN_SELECT, USER_COLUMNS,
 };
 use filter::{push_page, push_token_filter, push_user_filter};
 
@@ -419,11 +419,15 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         for touch in touches {
             // Text comparison is time comparison: every timestamp has the same width.
+            // The address goes with the time: only a touch that moves
+            // last_used forward writes it, so the latest touch's address wins.
             sqlx::query(
-                "UPDATE users_token SET last_used = ?1 WHERE id = ?2 AND (last_used IS NULL OR last_used < ?1)",
+                "UPDATE users_token SET last_used = ?1, last_used_ip = ?3 \
+                 WHERE id = ?2 AND (last_used IS NULL OR last_used < ?1)",
             )
             .bind(timestamp(touch.at)?)
             .bind(touch.token_id)
+            .bind(ip_text(touch.ip))
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;

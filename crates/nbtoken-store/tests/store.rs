@@ -62,6 +62,7 @@ macro_rules! mount_suite {
             update_token_patch_semantics,
             delete_token_and_cascade_on_user_delete,
             apply_touches_never_moves_last_used_backwards,
+            apply_touches_record_the_client_ip,
             apply_touches_rehash_and_skips_deleted,
             rotate_token_sets_and_clears_previous,
             pepper_usage_counts_current_and_overlapping_peppers,
@@ -214,6 +215,7 @@ mod sqlite {
                             .apply_touches(&[Touch {
                                 token_id: rec.token.id,
                                 at: OffsetDateTime::now_utc(),
+                                ip: None,
                                 rehash: None,
                             }])
                             .await

@@ -48,6 +48,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Check this deployment (and, with --url, a remote server).
     Doctor(DoctorArgs),
+    /// Find NetBox tokens and v1 `Token` headers in files; exit 1 on findings.
+    Scan(ScanArgs),
 }
 
 /// A remote NetBox-compatible API (nbtoken or NetBox 4.5+).
@@ -104,6 +106,39 @@ pub struct AuditArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// Files or directories to scan (default: the current directory).
+    pub paths: Vec<PathBuf>,
+    /// Output format (sarif: SARIF 2.1.0, for code-scanning uploads).
+    #[arg(long, default_value = "text", value_parser = ["text", "json", "sarif"])]
+    pub format: String,
+    /// Exit with status 1 when a finding has at least this severity (low, medium, high)
+    /// or one of these rule ids (comma list); `any` (the default) or `never`.
+    #[arg(long, value_delimiter = ',', default_value = "any")]
+    pub fail_on: Vec<String>,
+    /// Allowlist file: path globs, `rule-id:glob` and fingerprints, one a line
+    /// (default: `.nbtoken-scan-allow` in each scanned directory, if present).
+    #[arg(long)]
+    pub allowlist: Option<PathBuf>,
+    /// Skip files larger than this (bytes, or with a K, M or G suffix).
+    #[arg(long, default_value = "1M")]
+    pub max_file_size: String,
+    /// Also scan files that .gitignore and .ignore files exclude.
+    #[arg(long)]
+    pub no_ignore: bool,
+    /// Check whether each found token is live on this NetBox-compatible server.
+    /// This SENDS THE TOKENS to that server: only use one you operate.
+    #[arg(long, value_name = "URL")]
+    pub verify: Option<String>,
+    /// Print a gitleaks configuration with the equivalent rules, and exit.
+    #[arg(long)]
+    pub export_gitleaks: bool,
+    /// Worker threads (default: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 #[derive(Args, Debug)]

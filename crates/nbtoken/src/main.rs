@@ -20,7 +20,19 @@ fn main() -> ExitCode {
     let default = if matches!(args.command, cli::Command::Serve(_)) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("NBTOKEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // NBTOKEN_LOG_FORMAT=json: one JSON object per line, spans (and so request ids) included.
+    match settings::log_format() {
+        Ok(settings::LogFormat::Text) => {
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init()
+        }
+        Ok(settings::LogFormat::Json) => {
+            tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init()
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -24,7 +24,11 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     v1_policy: Option<String>,
     v1_sunset: Option<String>,
+    cache_ttl: Option<String>,
+    failure_limit_per_ip: Option<u32>,
+    failure_limit_per_key: Option<u32>,
     trusted_proxies: Option<Vec<String>>,
+    metrics_token_keys: Option<bool>,
     #[serde(default)]
     peppers: BTreeMap<String, String>,
 }
@@ -47,7 +51,10 @@ pub struct Settings {
     pub bind: SocketAddr,
     pub v1_policy: V1Policy,
     pub v1_sunset: Option<time::OffsetDateTime>,
+    pub cache_ttl: std::time::Duration,
+    pub limits: nbtoken_server::limit::LimitConfig,
     pub trusted_proxies: Vec<IpNet>,
+    pub metrics_token_keys: bool,
     pub peppers: PepperRing,
     pub pepper_source: PepperSource,
 }
@@ -88,6 +95,33 @@ impl Settings {
                 )
             })?),
         };
+        let cache_ttl = match env("NBTOKEN_CACHE_TTL").or(file.cache_ttl) {
+            None => std::time::Duration::from_secs(5),
+            Some(s) if s.trim() == "0" => std::time::Duration::ZERO,
+            Some(s) => humantime::parse_duration(s.trim())
+                .with_context(|| format!("invalid NBTOKEN_CACHE_TTL / cache_ttl {s:?}: use e.g. 5s or 0"))?,
+        };
+        let defaults = nbtoken_server::limit::LimitConfig::default();
+        let per_minute = |var: &str, file: Option<u32>, default: u32| -> Result<u32> {
+            match env(var) {
+                Some(v) => v.trim().parse().with_context(|| {
+                    format!("invalid {var} {v:?}: a number of failures per minute (0: no limit)")
+                }),
+                None => Ok(file.unwrap_or(default)),
+            }
+        };
+        let limits = nbtoken_server::limit::LimitConfig {
+            per_ip_per_minute: per_minute(
+                "NBTOKEN_FAILURE_LIMIT_PER_IP",
+                file.failure_limit_per_ip,
+                defaults.per_ip_per_minute,
+            )?,
+            per_key_per_minute: per_minute(
+                "NBTOKEN_FAILURE_LIMIT_PER_KEY",
+                file.failure_limit_per_key,
+                defaults.per_key_per_minute,
+            )?,
+        };
         let proxies: Vec<String> = match env("NBTOKEN_TRUSTED_PROXIES") {
             Some(v) => v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
             None => file.trusted_proxies.unwrap_or_default(),
@@ -100,6 +134,12 @@ impl Settings {
                     .with_context(|| format!("invalid trusted proxy {p:?} (expected an IP or CIDR)"))
             })
             .collect::<Result<Vec<_>>>()?;
+        let metrics_token_keys = match env("NBTOKEN_METRICS_TOKEN_KEYS") {
+            Some(v) => parse_flag(&v).with_context(|| {
+                format!("invalid NBTOKEN_METRICS_TOKEN_KEYS {v:?}: use 1 or 0 (true or false)")
+            })?,
+            None => file.metrics_token_keys.unwrap_or(false),
+        };
 
         let mut entries: BTreeMap<PepperId, SecretString> = BTreeMap::new();
         for (id, value) in file.peppers {
@@ -125,7 +165,10 @@ impl Settings {
             bind,
             v1_policy,
             v1_sunset,
+            cache_ttl,
+            limits,
             trusted_proxies,
+            metrics_token_keys,
             peppers,
             pepper_source,
         })
@@ -137,6 +180,11 @@ impl Settings {
         c.v1_policy = self.v1_policy;
         c.trusted_proxies = self.trusted_proxies.clone();
         c.v1_sunset = self.v1_sunset;
+        c.cache_ttl = self.cache_ttl;
+        c.limits = self.limits;
+        c.metrics_token_keys = self.metrics_token_keys;
+        // Under JSON logs every line on stderr must be JSON.
+        c.announce = !matches!(log_format(), Ok(LogFormat::Json));
         c
     }
 
@@ -158,6 +206,33 @@ impl Settings {
         self.peppers = PepperRing::new([(PepperId::new(1)?, value)])?;
         self.pepper_source = PepperSource::DataDir;
         Ok(path)
+    }
+}
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Text,
+    /// One JSON object per line (`NBTOKEN_LOG_FORMAT=json`).
+    Json,
+}
+
+/// The log format from `NBTOKEN_LOG_FORMAT` (`text` or `json`).
+pub fn log_format() -> Result<LogFormat> {
+    match env("NBTOKEN_LOG_FORMAT").as_deref().map(str::trim) {
+        None | Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => bail!("invalid NBTOKEN_LOG_FORMAT {other:?}: use text or json"),
+    }
+}
+
+/// `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`.
+fn parse_flag(s: &str) -> Result<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => bail!("not a yes/no value"),
     }
 }
 

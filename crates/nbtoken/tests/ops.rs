@@ -53,6 +53,7 @@ fn full_local_migration_plan_apply_use_finalize() {
     let plan = ok_json(d, &env, &["migrate", "plan", "--json"]);
     assert_eq!(plan.as_array().unwrap().len(), 3);
     assert!(plan.as_array().unwrap().iter().all(|i| i["replacement_id"].is_null()));
+    assert!(plan.as_array().unwrap().iter().all(|i| i["last_used_ip"].is_null()));
     assert!(!plan.to_string().contains(&v1[0].1), "plan leaks a v1 plaintext");
 
     let secrets = d.join("secrets.json");
@@ -111,6 +112,22 @@ fn full_local_migration_plan_apply_use_finalize() {
     // The revoked v1 tokens stop working; bob's still works until his integration switches.
     assert_eq!(get(&served.addr, &format!("Token {}", v1[0].1), "/api/status/"), 403);
     assert_eq!(get(&served.addr, &format!("Token {}", v1[2].1), "/api/status/"), 200);
+    // The plan shows where bob's v1 token is still used from (written in the background).
+    let bob_v1 = v1[2].0;
+    let from = |plan: &Value| {
+        plan.as_array().unwrap().iter().find(|i| i["id"] == bob_v1).unwrap()["last_used_ip"].clone()
+    };
+    let mut seen = Value::Null;
+    for _ in 0..25 {
+        seen = from(&ok_json(d, &env, &["migrate", "plan", "--json"]));
+        if !seen.is_null() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(seen, "127.0.0.1");
+    let (ok, table, err) = with(d, &env, &["migrate", "plan"], None);
+    assert!(ok && table.contains("last used from") && table.contains("127.0.0.1"), "{table}{err}");
     let audit = with(d, &env, &["audit", "--fail-on", "v1"], None);
     assert!(!audit.0, "audit must fail while a v1 token is enabled");
     assert!(audit.2.contains("v1"), "{}", audit.2);
@@ -275,9 +292,22 @@ fn remote_migration_against_a_running_server() {
     let cmd =
         |sub: &[&str]| -> Vec<String> { sub.iter().chain(remote.iter()).map(|s| s.to_string()).collect() };
 
-    let plan =
-        ok_json(d, &[], &cmd(&["migrate", "plan", "--json"]).iter().map(String::as_str).collect::<Vec<_>>());
+    // One v1 token is in use: the remote plan shows from where (nbtoken's extra field).
+    assert_eq!(get(&served.addr, &format!("Token {}", v1[0]), "/api/status/"), 200);
+    let plan_args = cmd(&["migrate", "plan", "--json"]);
+    let plan_args: Vec<&str> = plan_args.iter().map(String::as_str).collect();
+    let mut plan = Value::Null;
+    for _ in 0..25 {
+        plan = ok_json(d, &[], &plan_args);
+        if plan.as_array().unwrap().iter().any(|i| !i["last_used_ip"].is_null()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     assert_eq!(plan.as_array().unwrap().len(), 3);
+    let from: Vec<&Value> = plan.as_array().unwrap().iter().map(|i| &i["last_used_ip"]).collect();
+    assert_eq!(from.iter().filter(|ip| **ip == "127.0.0.1").count(), 1, "{plan}");
+    assert_eq!(from.iter().filter(|ip| ip.is_null()).count(), 2, "{plan}");
     let applied = ok_json(d, &[], &cmd(&["migrate", "apply"]).iter().map(String::as_str).collect::<Vec<_>>());
     let applied = applied.as_array().unwrap().clone();
     assert_eq!(applied.len(), 3);

@@ -81,10 +81,15 @@ pub fn opt_bool(m: &Map<String, Value>, k: &str) -> ApiResult<Option<bool>> {
     }
 }
 
+/// DRF's message for a NUL character in text, which PostgreSQL cannot store.
+pub const MSG_NUL: &str = "Null characters are not allowed.";
+
 /// A string field; `null` counts as empty where `null_ok`.
 pub fn opt_string(m: &Map<String, Value>, k: &str, max_chars: usize) -> ApiResult<Option<String>> {
     match m.get(k) {
         None => Ok(None),
+        // Refused on every backend alike, as DRF's CharField does (PostgreSQL would fail with a 5xx).
+        Some(Value::String(s)) if s.contains('\0') => Err(ApiError::field(k, MSG_NUL)),
         Some(Value::String(s)) => {
             let n = s.chars().count();
             if n > max_chars {

@@ -1,4 +1,4 @@
-//! `/api/`, `/api/status/`, `/api/authentication-check/`, `/api/users/` and `/healthz`.
+//! `/api/`, `/api/status/`, `/api/authentication-check/`, `/api/users/`, `/healthz`, `/livez` and `/metrics`.
 
 use std::sync::Arc;
 
@@ -58,11 +58,17 @@ pub async fn authentication_check(
     Ok(Json(json::user(&ctx.base, &me, false)))
 }
 
+/// `GET /livez`: 200 while the process serves requests; touches nothing (liveness probes, benchmarks' baseline).
+pub async fn livez() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
 /// `GET /healthz`: 200 when the database answers, 503 when it does not. No authentication.
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
         Err(e) => {
+            state.metrics.store_error();
             tracing::warn!(error = %e, "health check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -71,4 +77,11 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// `GET /metrics`: Prometheus metrics (OpenMetrics text). No authentication, like `/healthz`:
+/// restrict it at the proxy. No value in it is a secret.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], state.metrics.encode())
+        .into_response()
 }

@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use nbtoken_store::{Store, User};
 use serde_json::Value;
@@ -22,7 +22,8 @@ pub mod meta;
 pub mod tokens;
 pub mod users;
 
-/// Every route. `/api/…` routes run the authentication middleware and carry `API-Version`.
+/// Every route. `/api/…` routes run the authentication middleware and carry `API-Version`;
+/// `/auth/forward` is the forward-auth check; every request is logged and timed.
 pub fn routes(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/api/", get(meta::root))
@@ -40,13 +41,20 @@ pub fn routes(state: Arc<AppState>) -> Router {
             "/api/users/users/{id}/",
             get(users::retrieve).put(users::replace).patch(users::update).delete(users::destroy),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::authenticate));
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::middleware));
     Router::new()
         .route("/healthz", get(meta::healthz))
+        .route("/livez", get(meta::livez))
+        .route("/metrics", get(meta::metrics))
+        // Any method: Envoy sends the original one, and the original path after the prefix.
+        .route(crate::forward::PATH, any(crate::forward::check))
+        .route("/auth/forward/", any(crate::forward::check))
+        .route("/auth/forward/{*path}", any(crate::forward::check))
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(api_version_header))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::observe::track))
         .with_state(state)
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -18,7 +18,7 @@ use super::body::{
     opt_allowed_ips, opt_bool, opt_datetime, opt_int, opt_string, parse_object, reject_unknown,
 };
 use super::{created, current_user, no_content, path_id, Ctx};
-use crate::auth::Principal;
+use crate::auth::{ClientIp, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::json;
 use crate::service::{create_token, CreateError, TokenSpec};
@@ -134,6 +134,8 @@ async fn resolve_user(state: &AppState, v: &Value) -> ApiResult<User> {
         Value::Object(m) => {
             match (m.get("id").and_then(Value::as_i64), m.get("username").and_then(Value::as_str)) {
                 (Some(id), _) => state.store.user(id).await?,
+                // No user has a NUL in its name, and PostgreSQL cannot look one up.
+                (None, Some(name)) if name.contains('\0') => None,
                 (None, Some(name)) => state.store.user_by_name(name).await?,
                 _ => None,
             }
@@ -309,6 +311,7 @@ async fn change(
         patch.allowed_ips.get_or_insert_with(Default::default);
     }
     let r = state.store.update_token(current.token.id, patch).await?;
+    state.cache.invalidate_token(r.token.id);
     tracing::info!(token_id = r.token.id, "token changed");
     Ok(Json(json::token(&ctx.base, &r, false)))
 }
@@ -344,12 +347,21 @@ pub async fn destroy(
     let me = current_user(&state, &p).await?;
     let r = visible(&state, &me, path_id(&id, "Token")?).await?;
     state.store.delete_token(r.token.id).await?;
+    state.cache.invalidate_token(r.token.id);
     tracing::info!(token_id = r.token.id, "token deleted");
     Ok(no_content())
 }
 
 /// `POST /api/users/tokens/provision/`: username and password in, a new v2 token out.
-pub async fn provision(State(state): State<Arc<AppState>>, ctx: Ctx, body: Bytes) -> ApiResult<Response> {
+pub async fn provision(
+    State(state): State<Arc<AppState>>,
+    Extension(ClientIp(client_ip)): Extension<ClientIp>,
+    ctx: Ctx,
+    body: Bytes,
+) -> ApiResult<Response> {
+    if let Some(wait) = state.limiter.blocked_for(client_ip, None) {
+        return Err(ApiError::too_many_failures(wait));
+    }
     let mut m = parse_object(&body)?;
     let username = match m.remove("username") {
         Some(Value::String(s)) => s,
@@ -367,7 +379,8 @@ pub async fn provision(State(state): State<Arc<AppState>>, ctx: Ctx, body: Bytes
     if opt_int(&m, "version")?.is_some_and(|v| v != 2) {
         return Err(ApiError::field("version", "Provisioned tokens are always v2."));
     }
-    let user = state.store.user_by_name(&username).await?;
+    // No user has a NUL in its name (and PostgreSQL cannot look one up): checked like an unknown user.
+    let user = if username.contains('\0') { None } else { state.store.user_by_name(&username).await? };
     let phc = user.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_owned());
     // argon2 takes tens of milliseconds: keep it off the async workers. An
     // unknown user is checked against a dummy hash so both cost the same.
@@ -377,7 +390,10 @@ pub async fn provision(State(state): State<Arc<AppState>>, ctx: Ctx, body: Bytes
     let user = match user {
         Some(u) if ok && u.is_active => u,
         _ => {
-            tracing::info!("provision refused: invalid username/password");
+            tracing::info!(%client_ip, "provision refused: invalid username/password");
+            if let Some(wait) = state.limiter.record_failure(client_ip, None) {
+                return Err(ApiError::too_many_failures(wait));
+            }
             return Err(ApiError::detail(StatusCode::FORBIDDEN, "Invalid username/password"));
         }
     };

@@ -203,6 +203,7 @@ async fn change(
         }
         other => other.into(),
     })?;
+    state.cache.invalidate_user(u.id);
     tracing::info!(user_id = u.id, "user changed");
     Ok(Json(json::user(&ctx.base, &u, false)))
 }
@@ -242,6 +243,7 @@ pub async fn destroy(
         return Err(ApiError::bad_request("You cannot delete your own account."));
     }
     state.store.delete_user(target.id).await?;
+    state.cache.invalidate_user(target.id);
     tracing::info!(user_id = target.id, "user deleted");
     Ok(no_content())
 }

@@ -55,6 +55,18 @@ fn parse_allowed_ips(items: Option<Vec<String>>, id: i64) -> Result<AllowedIps> 
     Ok(AllowedIps::new(nets))
 }
 
+/// The bound form of a client address: text that the statement casts to `inet`.
+pub(super) fn ip_text(ip: Option<IpAddr>) -> Option<String> {
+    ip.map(|ip| ip.to_string())
+}
+
+fn parse_ip(s: Option<String>, id: i64, column: &str) -> Result<Option<IpAddr>> {
+    s.map(|s| {
+        s.trim().parse::<IpAddr>().map_err(|_| corrupt("users_token", id, column, "is not an IP address"))
+    })
+    .transpose()
+}
+
 fn corrupt(table: &str, id: i64, column: &str, what: &str) -> StoreError {
     StoreError::Corrupt(format!("{table} row {id}: {column} {what}"))
 }
@@ -109,11 +121,13 @@ pub(super) fn user_from_row(row: &PgRow) -> Result<User> {
 
 /// The `SELECT … FROM` that [`token_from_row`] reads: tokens joined with their owner.
 ///
-/// `allowed_ips` is read as `text[]`, so no network type needs a decoder here.
+/// `allowed_ips` is read as `text[]` and `last_used_ip` as text (`host()`, the
+/// address without a prefix length), so no network type needs a decoder here.
 pub(super) const TOKEN_SELECT: &str =
     "SELECT t.id, t.version, t.key, t.pepper_id, t.hmac_digest, t.plaintext, \
      t.user_id, t.description, t.created, t.expires, t.last_used, t.enabled, t.write_enabled, \
      t.allowed_ips::text[] AS allowed_ips, t.prev_pepper_id, t.prev_hmac_digest, t.prev_valid_until, \
+     host(t.last_used_ip) AS last_used_ip, \
      u.username AS username, u.is_active AS user_active \
      FROM users_token t JOIN users u ON u.id = t.user_id";
 
@@ -185,6 +199,7 @@ pub(super) fn token_from_row(row: &PgRow) -> Result<TokenRecord> {
         created: get_required_time(row, T, id, "created")?,
         username: get(row, "users", "username")?,
         user_active: get(row, "users", "user_active")?,
+        last_used_ip: parse_ip(get(row, T, "last_used_ip")?, id, "last_used_ip")?,
     })
 }
 

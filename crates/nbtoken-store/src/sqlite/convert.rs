@@ -96,6 +96,18 @@ fn parse_allowed_ips(s: Option<String>, id: i64) -> Result<AllowedIps> {
     Ok(AllowedIps::new(nets))
 }
 
+/// The stored text of a client address.
+pub(super) fn ip_text(ip: Option<IpAddr>) -> Option<String> {
+    ip.map(|ip| ip.to_string())
+}
+
+fn parse_ip(s: Option<String>, id: i64, column: &str) -> Result<Option<IpAddr>> {
+    s.map(|s| {
+        s.trim().parse::<IpAddr>().map_err(|_| corrupt("users_token", id, column, "is not an IP address"))
+    })
+    .transpose()
+}
+
 fn corrupt(table: &str, id: i64, column: &str, what: &str) -> StoreError {
     StoreError::Corrupt(format!("{table} row {id}: {column} {what}"))
 }
@@ -143,7 +155,7 @@ pub(super) fn user_from_row(row: &SqliteRow) -> Result<User> {
 pub(super) const TOKEN_SELECT: &str =
     "SELECT t.id, t.version, t.key, t.pepper_id, t.hmac_digest, t.plaintext, \
      t.user_id, t.description, t.created, t.expires, t.last_used, t.enabled, t.write_enabled, \
-     t.allowed_ips, t.prev_pepper_id, t.prev_hmac_digest, t.prev_valid_until, \
+     t.allowed_ips, t.prev_pepper_id, t.prev_hmac_digest, t.prev_valid_until, t.last_used_ip, \
      u.username AS username, u.is_active AS user_active \
      FROM users_token t JOIN users u ON u.id = t.user_id";
 
@@ -215,6 +227,7 @@ pub(super) fn token_from_row(row: &SqliteRow) -> Result<TokenRecord> {
         created: parse_timestamp(&get::<String>(row, T, "created")?, T, id, "created")?,
         username: get(row, "users", "username")?,
         user_active: get(row, "users", "user_active")?,
+        last_used_ip: parse_ip(get(row, T, "last_used_ip")?, id, "last_used_ip")?,
     })
 }
 

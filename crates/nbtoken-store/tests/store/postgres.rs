@@ -257,6 +257,55 @@ mod specific {
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     }
 
+    async fn next(l: &mut nbtoken_store::ChangeListener) -> nbtoken_store::Change {
+        tokio::time::timeout(std::time::Duration::from_secs(5), l.recv()).await.unwrap().unwrap()
+    }
+
+    /// Another instance's change arrives as a notification; `last_used` (and `last_used_ip`) writes do not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changes_are_notified_but_touches_are_not() {
+        use nbtoken_store::{Change, TokenPatch, Touch, UserPatch};
+        let Some(b) = PgBackend::new().await else { return };
+        let user = b.store.create_user(new_user("watched")).await.unwrap();
+        let (new, _) = v2_token(user.id, 1);
+        let t = b.store.create_token(new).await.unwrap();
+        let mut listener = b.store.listen().await.unwrap();
+        // A second store on the same schema stands for another server instance.
+        let other = PgStore::connect_with_schema(&b.url, &b.schema).await.unwrap();
+        let ip = Some("203.0.113.9".parse().unwrap());
+        other
+            .apply_touches(&[Touch {
+                token_id: t.token.id,
+                at: time::OffsetDateTime::now_utc(),
+                ip,
+                rehash: None,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(other.token(t.token.id).await.unwrap().unwrap().last_used_ip, ip);
+        other
+            .update_token(t.token.id, TokenPatch { enabled: Some(false), ..Default::default() })
+            .await
+            .unwrap();
+        // The touch came first, but only the disable is announced.
+        assert_eq!(next(&mut listener).await, Change::Token(t.token.id));
+        other.update_user(user.id, UserPatch { is_active: Some(false), ..Default::default() }).await.unwrap();
+        assert_eq!(next(&mut listener).await, Change::User(user.id));
+        other.delete_token(t.token.id).await.unwrap();
+        assert_eq!(next(&mut listener).await, Change::Token(t.token.id));
+        // Another schema's changes are not this store's business.
+        let Some(elsewhere) = PgBackend::new().await else { return };
+        let u2 = elsewhere.store.create_user(new_user("elsewhere")).await.unwrap();
+        elsewhere
+            .store
+            .update_user(u2.id, UserPatch { is_active: Some(false), ..Default::default() })
+            .await
+            .unwrap();
+        other.update_user(user.id, UserPatch { is_active: Some(true), ..Default::default() }).await.unwrap();
+        assert_eq!(next(&mut listener).await, Change::User(user.id));
+        other.close().await;
+    }
+
     /// Several instances flush overlapping batches in different orders at once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_touch_batches_from_several_instances_do_not_deadlock() {
@@ -277,8 +326,10 @@ mod specific {
             tasks.push(tokio::spawn(async move {
                 for round in 0..10 {
                     let at = OffsetDateTime::now_utc();
-                    let batch: Vec<Touch> =
-                        order.iter().map(|&token_id| Touch { token_id, at, rehash: None }).collect();
+                    let batch: Vec<Touch> = order
+                        .iter()
+                        .map(|&token_id| Touch { token_id, at, ip: None, rehash: None })
+                        .collect();
                     store.apply_touches(&batch).await.unwrap_or_else(|e| panic!("round {round}: {e}"));
                 }
                 store.close().await;

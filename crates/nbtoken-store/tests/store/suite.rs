@@ -541,7 +541,7 @@ pub async fn apply_touches_never_moves_last_used_backwards<B: Backend>(b: &B) {
     let t1 = s.create_token(v2_token(user.id, 1).0).await.unwrap().token.id;
     let t2 = s.create_token(v1_token(user.id).0).await.unwrap().token.id;
     let at = datetime!(2025-01-01 12:00:00.123456789 UTC);
-    let touch = |token_id, at| Touch { token_id, at, rehash: None };
+    let touch = |token_id, at| Touch { token_id, at, ip: None, rehash: None };
 
     s.apply_touches(&[touch(t1, at), touch(t2, at - Duration::hours(1))]).await.unwrap();
     assert_eq!(s.token(t1).await.unwrap().unwrap().token.last_used, Some(micros(at)));
@@ -558,6 +558,55 @@ pub async fn apply_touches_never_moves_last_used_backwards<B: Backend>(b: &B) {
     assert_eq!(s.token(t1).await.unwrap().unwrap().token.last_used, Some(datetime!(2025-01-01 13:00 UTC)));
 
     s.apply_touches(&[]).await.unwrap();
+}
+
+pub async fn apply_touches_record_the_client_ip<B: Backend>(b: &B) {
+    let s = b.store();
+    let user = s.create_user(new_user("alice")).await.unwrap();
+    let v1 = s.create_token(v1_token(user.id).0).await.unwrap();
+    let v2 = s.create_token(v2_token(user.id, 1).0).await.unwrap().token.id;
+    assert_eq!(v1.last_used_ip, None);
+    let v1 = v1.token.id;
+    let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+    let touch = |token_id, at, addr: &str| Touch { token_id, at, ip: ip(addr), rehash: None };
+    let recorded = |id| async move {
+        let r = s.token(id).await.unwrap().unwrap();
+        (r.token.last_used, r.last_used_ip)
+    };
+    let at = datetime!(2025-03-03 03:03:03.5 UTC);
+
+    s.apply_touches(&[touch(v1, at, "192.0.2.10"), touch(v2, at, "2001:db8::7")]).await.unwrap();
+    assert_eq!(recorded(v1).await, (Some(at), ip("192.0.2.10")));
+    assert_eq!(recorded(v2).await, (Some(at), ip("2001:db8::7")));
+
+    // An older touch (in a later batch) changes neither the time nor the address.
+    s.apply_touches(&[touch(v1, at - Duration::minutes(5), "198.51.100.1")]).await.unwrap();
+    assert_eq!(recorded(v1).await, (Some(at), ip("192.0.2.10")));
+    // Nor does a touch at the same instant.
+    s.apply_touches(&[touch(v1, at, "198.51.100.2")]).await.unwrap();
+    assert_eq!(recorded(v1).await, (Some(at), ip("192.0.2.10")));
+
+    // Within one batch the latest touch's address wins, whatever the order.
+    let later = at + Duration::minutes(2);
+    s.apply_touches(&[
+        touch(v1, later, "198.51.100.3"),
+        touch(v1, at + Duration::minutes(1), "198.51.100.4"),
+        touch(v2, at + Duration::minutes(1), "2001:db8::8"),
+        touch(v2, later, "::ffff:192.0.2.1"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(recorded(v1).await, (Some(later), ip("198.51.100.3")));
+    assert_eq!(recorded(v2).await, (Some(later), ip("::ffff:192.0.2.1")));
+
+    // A newer touch without an address clears it: the address is of the last use.
+    let latest = later + Duration::minutes(1);
+    s.apply_touches(&[Touch { token_id: v1, at: latest, ip: None, rehash: None }]).await.unwrap();
+    assert_eq!(recorded(v1).await, (Some(latest), None));
+
+    // Listings carry it too.
+    let (_, rows) = s.list_tokens(&TokenFilter { ids: vec![v2], ..Default::default() }, ALL).await.unwrap();
+    assert_eq!(rows[0].last_used_ip, ip("::ffff:192.0.2.1"));
 }
 
 pub async fn apply_touches_rehash_and_skips_deleted<B: Backend>(b: &B) {
@@ -579,10 +628,10 @@ pub async fn apply_touches_rehash_and_skips_deleted<B: Backend>(b: &B) {
     let (p2, d2) = ring(2).hash_new(secret.expose()).unwrap();
     let at = datetime!(2025-02-02 02:02:02 UTC);
     s.apply_touches(&[
-        Touch { token_id: gone, at, rehash: Some((p2, d2.clone())) },
-        Touch { token_id: t1.token.id, at, rehash: Some((p2, d2.clone())) },
-        Touch { token_id: v1.token.id, at, rehash: Some((p2, d2.clone())) },
-        Touch { token_id: 987_654, at, rehash: None },
+        Touch { token_id: gone, at, ip: None, rehash: Some((p2, d2.clone())) },
+        Touch { token_id: t1.token.id, at, ip: None, rehash: Some((p2, d2.clone())) },
+        Touch { token_id: v1.token.id, at, ip: None, rehash: Some((p2, d2.clone())) },
+        Touch { token_id: 987_654, at, ip: None, rehash: None },
     ])
     .await
     .unwrap();
@@ -599,7 +648,7 @@ pub async fn apply_touches_rehash_and_skips_deleted<B: Backend>(b: &B) {
 
     // A stale re-hash to an older pepper does not undo a newer digest.
     let (p1, d1) = ring(1).hash_new(secret.expose()).unwrap();
-    s.apply_touches(&[Touch { token_id: t1.token.id, at, rehash: Some((p1, d1)) }]).await.unwrap();
+    s.apply_touches(&[Touch { token_id: t1.token.id, at, ip: None, rehash: Some((p1, d1)) }]).await.unwrap();
     assert_eq!(v2_parts(&s.token(t1.token.id).await.unwrap().unwrap()), (2, d2.to_hex(), None));
 }
 
@@ -670,7 +719,7 @@ pub async fn pepper_usage_counts_current_and_overlapping_peppers<B: Backend>(b: 
     let t1 = datetime!(2025-01-01 00:00 UTC);
     let t2 = datetime!(2025-06-01 00:00 UTC);
     let t3 = datetime!(2025-03-01 00:00 UTC);
-    let touch = |token_id, at| Touch { token_id, at, rehash: None };
+    let touch = |token_id, at| Touch { token_id, at, ip: None, rehash: None };
     s.apply_touches(&[touch(a, t1), touch(c, t3), touch(d, t2)]).await.unwrap();
 
     let usage = |pepper, tokens, last_used| PepperUsage {

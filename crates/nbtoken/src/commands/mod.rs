@@ -14,6 +14,7 @@ mod doctor;
 mod migrate;
 mod pepper;
 mod remote;
+mod scan;
 mod serve;
 mod token;
 mod user;
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             serve::serve(&mut settings).await
         }
         Command::Pepper(PepperCommand::Generate) => pepper::generate(),
+        Command::Scan(args) => scan::scan(args).await,
         Command::Doctor(args) => doctor::doctor(&cli.global, args).await,
         command => {
             let settings = Settings::load(&cli.global, None)?;
@@ -93,6 +95,7 @@ pub(crate) fn info(r: &TokenRecord) -> TokenInfo {
         created: r.created,
         expires: t.expires,
         last_used: t.last_used,
+        last_used_ip: r.last_used_ip,
         enabled: t.enabled,
         write_enabled: t.write_enabled,
         allowed_ips: t.allowed_ips.nets().to_vec(),

@@ -34,6 +34,8 @@ fn info(t: &Token) -> TokenInfo {
         created: t.created,
         expires: t.expires,
         last_used: t.last_used,
+        // nbtoken sends it; NetBox does not. An address that does not parse is only not shown.
+        last_used_ip: t.last_used_ip.as_deref().and_then(|s| s.parse().ok()),
         enabled: t.enabled,
         write_enabled: t.write_enabled,
         // An address NetBox returns that we cannot parse is dropped from the

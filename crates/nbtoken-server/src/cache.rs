@@ -1,0 +1,212 @@
+//! A short-lived cache of token rows, so most requests authenticate without the database.
+//!
+//! Entries live at most `ttl`. Every change this instance makes drops the
+//! affected entries at once; on PostgreSQL a listener drops entries that other
+//! instances (or the CLI) changed, as their notifications arrive, and forgets
+//! everything when the notification connection drops. The TTL is the backstop
+//! for what no notification covers (SQLite changed by another process).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use nbtoken_store::{AnyStore, Change, TokenRecord};
+use sha2::{Digest as _, Sha256};
+
+/// Most rows kept; past this, new rows are not cached (no eviction churn under a key-spraying attack).
+const MAX_ENTRIES: usize = 200_000;
+
+/// How a row is found: by v2 key, or by the SHA-256 of a v1 plaintext (never the plaintext itself).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CacheKey {
+    /// A v2 key.
+    V2(String),
+    /// SHA-256 of a v1 plaintext.
+    V1([u8; 32]),
+}
+
+impl CacheKey {
+    /// The key for a v1 plaintext.
+    pub fn v1(plaintext: &str) -> Self {
+        CacheKey::V1(Sha256::digest(plaintext.as_bytes()).into())
+    }
+}
+
+struct Entry {
+    record: Arc<TokenRecord>,
+    fetched: Instant,
+}
+
+/// The cache. Cheap to share behind an `Arc`.
+pub struct TokenCache {
+    ttl: Duration,
+    entries: RwLock<HashMap<CacheKey, Entry>>,
+}
+
+impl TokenCache {
+    /// A cache whose entries live `ttl`; a zero TTL caches nothing.
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, entries: RwLock::new(HashMap::new()) }
+    }
+
+    /// A fresh entry, if there is one.
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<TokenRecord>> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries.get(key).filter(|e| e.fetched.elapsed() < self.ttl).map(|e| e.record.clone())
+    }
+
+    /// Remembers a row just read from the store.
+    pub fn insert(&self, key: CacheKey, record: Arc<TokenRecord>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= MAX_ENTRIES {
+            let ttl = self.ttl;
+            entries.retain(|_, e| e.fetched.elapsed() < ttl);
+            if entries.len() >= MAX_ENTRIES {
+                return;
+            }
+        }
+        entries.insert(key, Entry { record, fetched: Instant::now() });
+    }
+
+    /// Drops the entry of one token.
+    pub fn invalidate_token(&self, token_id: i64) {
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).retain(|_, e| e.record.token.id != token_id);
+    }
+
+    /// Drops the entries of every token of one user.
+    pub fn invalidate_user(&self, user_id: i64) {
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, e| e.record.token.user_id != user_id);
+    }
+
+    /// Forgets everything.
+    pub fn clear(&self) {
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Applies one change notification.
+    pub fn apply(&self, change: Change) {
+        match change {
+            Change::Token(id) => self.invalidate_token(id),
+            Change::User(id) => self.invalidate_user(id),
+            Change::Resync => self.clear(),
+        }
+    }
+
+    /// Entries held (fresh or not).
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Follows the store's change feed (PostgreSQL) for as long as the server runs.
+/// On any error the cache is cleared (notifications may have been missed) and
+/// the listener is re-established after a pause.
+pub async fn follow_changes(store: AnyStore, cache: Arc<TokenCache>) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match store.listen().await {
+            Ok(None) => return,
+            Ok(Some(mut listener)) => {
+                // Anything that changed while we were not listening is unknown.
+                cache.clear();
+                backoff = Duration::from_millis(250);
+                loop {
+                    match listener.recv().await {
+                        Ok(change) => cache.apply(change),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "change feed lost; cache cleared, reconnecting");
+                            cache.clear();
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for changes; cache cleared, retrying");
+                cache.clear();
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nbtoken_core::{AllowedIps, PepperId, SecretString, StoredCredential, StoredToken, TokenKey};
+
+    use super::*;
+
+    fn record(id: i64, user_id: i64) -> Arc<TokenRecord> {
+        let ring = nbtoken_core::PepperRing::new([(
+            PepperId::new(1).unwrap(),
+            SecretString::from("p".repeat(50).as_str()),
+        )])
+        .unwrap();
+        let (pepper_id, digest) = ring.hash_new("s").unwrap();
+        Arc::new(TokenRecord {
+            token: StoredToken {
+                id,
+                user_id,
+                credential: StoredCredential::V2 {
+                    key: TokenKey::generate().unwrap(),
+                    pepper_id,
+                    digest,
+                    previous: None,
+                },
+                enabled: true,
+                write_enabled: true,
+                expires: None,
+                last_used: None,
+                allowed_ips: AllowedIps::default(),
+            },
+            description: String::new(),
+            created: time::OffsetDateTime::now_utc(),
+            username: "u".into(),
+            user_active: true,
+            last_used_ip: None,
+        })
+    }
+
+    #[test]
+    fn entries_expire_and_invalidate() {
+        let c = TokenCache::new(Duration::from_secs(60));
+        c.insert(CacheKey::V2("a".into()), record(1, 10));
+        c.insert(CacheKey::V2("b".into()), record(2, 10));
+        c.insert(CacheKey::V2("c".into()), record(3, 11));
+        c.insert(CacheKey::v1("plain"), record(4, 12));
+        assert!(c.get(&CacheKey::V2("a".into())).is_some());
+        assert!(c.get(&CacheKey::v1("plain")).is_some());
+        assert!(c.get(&CacheKey::v1("other")).is_none());
+        c.apply(Change::Token(1));
+        assert!(c.get(&CacheKey::V2("a".into())).is_none());
+        c.apply(Change::User(10));
+        assert!(c.get(&CacheKey::V2("b".into())).is_none());
+        assert!(c.get(&CacheKey::V2("c".into())).is_some());
+        c.apply(Change::Resync);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn ttl_bounds_staleness() {
+        let c = TokenCache::new(Duration::from_millis(30));
+        c.insert(CacheKey::V2("a".into()), record(1, 1));
+        assert!(c.get(&CacheKey::V2("a".into())).is_some());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(c.get(&CacheKey::V2("a".into())).is_none());
+        let off = TokenCache::new(Duration::ZERO);
+        off.insert(CacheKey::V2("a".into()), record(1, 1));
+        assert!(off.is_empty());
+    }
+}

@@ -1,0 +1,171 @@
+//! Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
+//!
+//! No label carries a secret. A token key is public, but it names a
+//! credential, so it becomes a label only when the operator turns on
+//! [`crate::Config::metrics_token_keys`], and only for tokens that exist: a
+//! client spraying made-up keys cannot grow the set of series.
+
+use std::time::Duration;
+
+use nbtoken_core::TokenVersion;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::auth::Outcome;
+
+/// The `Content-Type` of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Labels = Vec<(&'static str, String)>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs … 1.6 s: a cached verification takes microseconds, a database round trip milliseconds.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// Every metric of one server instance.
+pub struct Metrics {
+    registry: Registry,
+    auth: Family<Labels, Counter>,
+    v1_uses: Counter,
+    verify_seconds: Histogram,
+    request_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    cache: Family<Labels, Counter>,
+    store_errors: Counter,
+    rate_limited: Counter,
+    token_keys: bool,
+}
+
+impl Metrics {
+    /// Registers every metric; `token_keys` adds a `key` label to authentication outcomes of existing v2 tokens.
+    pub fn new(token_keys: bool) -> Self {
+        let mut registry = Registry::with_prefix("nbtoken");
+        let auth = Family::<Labels, Counter>::default();
+        registry.register(
+            "auth",
+            "Authentication decisions by result (ok, invalid, disabled, expired, ip_denied, user_inactive, write_denied, malformed, v1_denied, rate_limited, peppers_missing, store_error, anonymous) and token version",
+            auth.clone(),
+        );
+        let v1_uses = Counter::default();
+        registry.register("v1_uses", "Successful authentications with a v1 token", v1_uses.clone());
+        let verify_seconds = latency_histogram();
+        registry.register(
+            "verify_seconds",
+            "Time taken by one authentication decision, token lookup included",
+            verify_seconds.clone(),
+        );
+        let request_seconds =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "request_seconds",
+            "Time taken to answer a request, by route template",
+            request_seconds.clone(),
+        );
+        let cache = Family::<Labels, Counter>::default();
+        registry.register("cache", "Token cache lookups by result (hit, miss)", cache.clone());
+        let store_errors = Counter::default();
+        registry.register(
+            "store_errors",
+            "Database operations that failed (unreachable or erroring)",
+            store_errors.clone(),
+        );
+        let rate_limited = Counter::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429 because a client or key used up its failure budget",
+            rate_limited.clone(),
+        );
+        Self {
+            registry,
+            auth,
+            v1_uses,
+            verify_seconds,
+            request_seconds,
+            cache,
+            store_errors,
+            rate_limited,
+            token_keys,
+        }
+    }
+
+    /// Counts one authentication decision and how long it took. `key` is the v2 key of a token
+    /// that exists; it is used only when token keys are turned on.
+    pub fn auth(&self, outcome: Outcome, version: Option<TokenVersion>, key: Option<&str>, took: Duration) {
+        let version = version.map_or_else(|| "none".to_owned(), |v| v.as_u8().to_string());
+        let mut labels: Labels = vec![("result", outcome.as_str().to_owned()), ("version", version)];
+        if let (true, Some(k)) = (self.token_keys, key) {
+            labels.push(("key", k.to_owned()));
+        }
+        self.auth.get_or_create(&labels).inc();
+        self.verify_seconds.observe(took.as_secs_f64());
+        if outcome == Outcome::Ok && labels[1].1 == "1" {
+            self.v1_uses.inc();
+        }
+    }
+
+    /// Records the latency of one request; `route` is the matched route template, never the raw path.
+    pub fn request(&self, route: &str, took: Duration) {
+        self.request_seconds.get_or_create(&vec![("route", route.to_owned())]).observe(took.as_secs_f64());
+    }
+
+    /// Counts one token cache lookup.
+    pub fn cache(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.cache.get_or_create(&vec![("result", result.to_owned())]).inc();
+    }
+
+    /// Counts one failed database operation.
+    pub fn store_error(&self) {
+        self.store_errors.inc();
+    }
+
+    /// Counts one request refused by the failure limiter.
+    pub fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+
+    /// Every metric in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_labels_only_when_turned_on() {
+        let off = Metrics::new(false);
+        off.auth(Outcome::Ok, Some(TokenVersion::V2), Some("AbCdEfGhIjKl"), Duration::from_micros(80));
+        let text = off.encode();
+        assert!(text.contains(r#"nbtoken_auth_total{result="ok",version="2"} 1"#), "{text}");
+        assert!(!text.contains("AbCdEfGhIjKl"), "{text}");
+
+        let on = Metrics::new(true);
+        on.auth(Outcome::Disabled, Some(TokenVersion::V2), Some("AbCdEfGhIjKl"), Duration::from_micros(80));
+        on.auth(Outcome::Malformed, None, None, Duration::from_micros(5));
+        let text = on.encode();
+        assert!(
+            text.contains(r#"nbtoken_auth_total{result="disabled",version="2",key="AbCdEfGhIjKl"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"nbtoken_auth_total{result="malformed",version="none"} 1"#), "{text}");
+        assert!(text.contains("nbtoken_verify_seconds_count 2"), "{text}");
+    }
+
+    #[test]
+    fn v1_uses_count_only_successes() {
+        let m = Metrics::new(false);
+        m.auth(Outcome::Ok, Some(TokenVersion::V1), None, Duration::ZERO);
+        m.auth(Outcome::Invalid, Some(TokenVersion::V1), None, Duration::ZERO);
+        m.auth(Outcome::Ok, Some(TokenVersion::V2), None, Duration::ZERO);
+        assert!(m.encode().contains("nbtoken_v1_uses_total 1"));
+    }
+}

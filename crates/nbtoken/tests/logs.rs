@@ -1,0 +1,119 @@
+//! Structured logs: under `NBTOKEN_LOG_FORMAT=json` every stderr line of `serve` is one JSON
+//! object, the client's `X-Request-ID` is echoed and names every line logged for its request,
+//! and the authentication decision is one line at debug level, without the token.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{curl, free_port, nbtoken, run};
+use serde_json::Value;
+
+const PEPPER: &str = "json-log-pepper-0123456789-0123456789-0123456789-0123456789";
+
+/// The request id a log line was written under (from its span), if any.
+fn request_id(line: &Value) -> Option<&str> {
+    line["spans"].as_array()?.iter().find_map(|s| s["request_id"].as_str())
+}
+
+#[test]
+fn json_logs_carry_the_request_id_and_never_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let env = [("NBTOKEN_PEPPER_1", PEPPER), ("NBTOKEN_LOG", "debug"), ("NBTOKEN_LOG_FORMAT", "json")];
+    let cli = |args: &[&str], stdin: Option<&str>| {
+        let (ok, out, err) = run(nbtoken(d).envs(env).args(args), stdin);
+        assert!(ok, "{args:?}: {err}");
+        for line in err.lines() {
+            assert!(serde_json::from_str::<Value>(line).is_ok(), "not JSON: {line}");
+        }
+        out
+    };
+    cli(&["user", "create", "ops", "--superuser", "--password-stdin"], Some("a long password\n"));
+    let created: Value =
+        serde_json::from_str(&cli(&["token", "create", "--user", "ops", "--json"], None)).unwrap();
+    let (key, secret) = (created["key"].as_str().unwrap(), created["token"].as_str().unwrap());
+    let bearer = format!("Authorization: Bearer nbt_{key}.{secret}");
+
+    let port = free_port();
+    let mut server = nbtoken(d)
+        .envs(env)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while curl(&[&format!("{base}/livez")]).0 != 200 {
+        assert!(started.elapsed() < Duration::from_secs(20), "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, head) = curl(&[
+        "-i",
+        "-H",
+        &bearer,
+        "-H",
+        "X-Request-ID: req-forward-ok",
+        "-H",
+        "X-Forwarded-Method: GET",
+        &format!("{base}/auth/forward/app/1?secret=in-the-query"),
+    ]);
+    assert_eq!(code, 200, "{head}");
+    assert!(head.to_ascii_lowercase().contains("x-request-id: req-forward-ok\r\n"), "not echoed:\n{head}");
+    let wrong = format!("Authorization: Bearer nbt_{key}.{}", "x".repeat(40));
+    let (code, _) =
+        curl(&["-H", &wrong, "-H", "X-Request-ID: req-api-wrong", &format!("{base}/api/users/tokens/")]);
+    assert_eq!(code, 403);
+    // Without a request id of its own, a request gets one (and it is echoed too).
+    let (_, head) = curl(&["-i", &format!("{base}/api/")]);
+    assert!(head.to_ascii_lowercase().contains("x-request-id: "), "{head}");
+    std::thread::sleep(Duration::from_millis(200));
+    server.kill().unwrap();
+    let mut stderr = String::new();
+    server.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    server.wait().unwrap();
+
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .any(|l| l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("listening on"))));
+    let decisions = |id: &str| -> Vec<&Value> {
+        lines
+            .iter()
+            .filter(|l| l["fields"]["message"] == "authentication decision" && request_id(l) == Some(id))
+            .collect()
+    };
+    let ok = decisions("req-forward-ok");
+    assert_eq!(ok.len(), 1, "{stderr}");
+    assert_eq!(ok[0]["level"], "DEBUG");
+    assert_eq!(ok[0]["fields"]["result"], "ok");
+    assert_eq!(ok[0]["fields"]["version"], 2);
+    assert_eq!(ok[0]["fields"]["access"], "read");
+    // Forward-auth's own span says what the proxy asked about, without the query.
+    let fwd = ok[0]["spans"].as_array().unwrap().iter().find(|s| s["name"] == "forward_auth").unwrap();
+    assert_eq!(fwd["original_method"], "GET");
+    let wrong = decisions("req-api-wrong");
+    assert_eq!(wrong.len(), 1, "{stderr}");
+    assert_eq!(wrong[0]["fields"]["result"], "invalid");
+    assert_eq!(wrong[0]["fields"]["detail"], "Invalid v2 token");
+    // One request line per request, under the same id, with route and status.
+    let req_line = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "request" && request_id(l) == Some("req-api-wrong"))
+        .unwrap_or_else(|| panic!("no request line:\n{stderr}"));
+    assert_eq!(req_line["fields"]["status"], 403);
+    assert_eq!(req_line["span"]["route"], "/api/users/tokens/");
+    assert_eq!(req_line["span"]["method"], "GET");
+
+    for s in [secret, PEPPER, "in-the-query"] {
+        assert!(!stderr.contains(s), "{s} was logged:\n{stderr}");
+    }
+}

@@ -1,0 +1,96 @@
+//! Two `nbtoken serve` processes on one PostgreSQL database: a token disabled through one
+//! is refused by the other within a second, though the other had it cached.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{curl, nbtoken, run, serve_with};
+use nbtoken_store::PgStore;
+use serde_json::Value;
+
+const PEPPER: &str = "scale-pepper-0123456789-0123456789-0123456789-0123456789";
+
+#[test]
+fn revocation_reaches_every_instance_within_a_second() {
+    let Some(url) = std::env::var("NBTOKEN_TEST_DATABASE_URL").ok().filter(|u| !u.trim().is_empty()) else {
+        eprintln!("skipped: NBTOKEN_TEST_DATABASE_URL not set, two-instance test not run");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let schema = format!("nbtoken_scale_{}", std::process::id());
+    let pg = rt.block_on(PgStore::connect_with_schema(&url, &schema)).unwrap();
+    let db = format!("{url}?options[search_path]={schema}");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let env = [("NBTOKEN_DATABASE_URL", db.as_str()), ("NBTOKEN_PEPPER_1", PEPPER)];
+    let cli = |args: &[&str]| {
+        let mut c = nbtoken(d);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let (ok, out, err) = run(c.args(args), None);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    cli(&["user", "create", "ops", "--superuser"]);
+    let token = |desc: &str| -> (i64, String) {
+        let v: Value = serde_json::from_str(&cli(&[
+            "token",
+            "create",
+            "--user",
+            "ops",
+            "--description",
+            desc,
+            "--json",
+        ]))
+        .unwrap();
+        (
+            v["id"].as_i64().unwrap(),
+            format!("Bearer nbt_{}.{}", v["key"].as_str().unwrap(), v["token"].as_str().unwrap()),
+        )
+    };
+    let (_, admin) = token("admin");
+    let (victim_id, victim) = token("victim");
+
+    let a = serve_with(d, &env);
+    let b = serve_with(d, &env);
+    let get = |addr: &str, auth: &str| {
+        curl(&["-H", &format!("Authorization: {auth}"), &format!("http://{addr}/api/status/")]).0
+    };
+    // B has the victim cached (default TTL 5 s).
+    assert_eq!(get(&b.addr, &victim), 200);
+    assert_eq!(get(&b.addr, &victim), 200);
+
+    let (code, body) = curl(&[
+        "-X",
+        "PATCH",
+        "-H",
+        &format!("Authorization: {admin}"),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"enabled": false}"#,
+        &format!("http://{}/api/users/tokens/{victim_id}/", a.addr),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    let disabled_at = Instant::now();
+    loop {
+        let code = get(&b.addr, &victim);
+        if code == 403 {
+            break;
+        }
+        assert_eq!(code, 200);
+        assert!(
+            disabled_at.elapsed() < Duration::from_secs(1),
+            "instance B still accepts the disabled token after 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = disabled_at.elapsed();
+    eprintln!("instance B refused the disabled token {} ms after A disabled it", took.as_millis());
+    drop((a, b));
+    rt.block_on(pg.drop_schema()).unwrap();
+}

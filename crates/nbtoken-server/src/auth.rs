@@ -116,6 +116,23 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order (`ALL[o as usize] == o`).
+    pub const ALL: [Outcome; 13] = [
+        Outcome::Ok,
+        Outcome::Anonymous,
+        Outcome::Malformed,
+        Outcome::V1Denied,
+        Outcome::RateLimited,
+        Outcome::Invalid,
+        Outcome::IpDenied,
+        Outcome::Disabled,
+        Outcome::Expired,
+        Outcome::UserInactive,
+        Outcome::WriteDenied,
+        Outcome::PeppersMissing,
+        Outcome::StoreError,
+    ];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {

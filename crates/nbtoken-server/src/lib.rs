@@ -20,7 +20,7 @@ use ipnet::IpNet;
 use nbtoken_core::{PepperRing, V1Policy};
 use nbtoken_store::AnyStore;
 use tokio::net::TcpListener;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
 pub mod api;
@@ -122,7 +122,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(observe::RequestIds))
 }
 
 /// Binds, prints `listening on http://ADDR` to stderr (see [`Config::announce`]), and serves until `shutdown` resolves.

@@ -5,6 +5,8 @@
 //! [`crate::Config::metrics_token_keys`], and only for tokens that exist: a
 //! client spraying made-up keys cannot grow the set of series.
 
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 use nbtoken_core::TokenVersion;
@@ -21,6 +23,12 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 type Labels = Vec<(&'static str, String)>;
 
+/// How many [`Outcome`]s there are (the rows of [`Metrics::auth_series`]).
+const OUTCOMES: usize = Outcome::ALL.len();
+
+/// The `version` label by token version (none, 1, 2).
+const VERSIONS: [&str; 3] = ["none", "1", "2"];
+
 fn latency_histogram() -> Histogram {
     // 50 µs … 1.6 s: a cached verification takes microseconds, a database round trip milliseconds.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
@@ -36,7 +44,13 @@ pub struct Metrics {
     cache: Family<Labels, Counter>,
     store_errors: Counter,
     rate_limited: Counter,
+    last_used_writes: Counter,
     token_keys: bool,
+    // Handles to series already created, so the per-request calls neither build label
+    // sets nor allocate: by outcome and version (none, 1, 2), by cache result, by route.
+    auth_series: [[OnceLock<Counter>; 3]; OUTCOMES],
+    cache_series: [OnceLock<Counter>; 2],
+    route_series: RwLock<HashMap<String, Histogram>>,
 }
 
 impl Metrics {
@@ -78,6 +92,12 @@ impl Metrics {
             "Requests refused with 429 because a client or key used up its failure budget",
             rate_limited.clone(),
         );
+        let last_used_writes = Counter::default();
+        registry.register(
+            "last_used_writes",
+            "Token rows whose last_used (and any re-hash) this instance wrote to the store",
+            last_used_writes.clone(),
+        );
         Self {
             registry,
             auth,
@@ -87,34 +107,63 @@ impl Metrics {
             cache,
             store_errors,
             rate_limited,
+            last_used_writes,
             token_keys,
+            auth_series: Default::default(),
+            cache_series: Default::default(),
+            route_series: RwLock::new(HashMap::new()),
         }
     }
 
     /// Counts one authentication decision and how long it took. `key` is the v2 key of a token
     /// that exists; it is used only when token keys are turned on.
     pub fn auth(&self, outcome: Outcome, version: Option<TokenVersion>, key: Option<&str>, took: Duration) {
-        let version = version.map_or_else(|| "none".to_owned(), |v| v.as_u8().to_string());
-        let mut labels: Labels = vec![("result", outcome.as_str().to_owned()), ("version", version)];
-        if let (true, Some(k)) = (self.token_keys, key) {
-            labels.push(("key", k.to_owned()));
+        let v = version.map_or(0, |v| usize::from(v.as_u8()));
+        match (self.token_keys, key) {
+            (true, Some(k)) => {
+                let labels: Labels = vec![
+                    ("result", outcome.as_str().to_owned()),
+                    ("version", VERSIONS[v].to_owned()),
+                    ("key", k.to_owned()),
+                ];
+                self.auth.get_or_create(&labels).inc();
+            }
+            _ => {
+                self.auth_series[outcome as usize][v]
+                    .get_or_init(|| {
+                        let labels: Labels = vec![
+                            ("result", outcome.as_str().to_owned()),
+                            ("version", VERSIONS[v].to_owned()),
+                        ];
+                        self.auth.get_or_create(&labels).clone()
+                    })
+                    .inc();
+            }
         }
-        self.auth.get_or_create(&labels).inc();
         self.verify_seconds.observe(took.as_secs_f64());
-        if outcome == Outcome::Ok && labels[1].1 == "1" {
+        if outcome == Outcome::Ok && version == Some(TokenVersion::V1) {
             self.v1_uses.inc();
         }
     }
 
     /// Records the latency of one request; `route` is the matched route template, never the raw path.
     pub fn request(&self, route: &str, took: Duration) {
-        self.request_seconds.get_or_create(&vec![("route", route.to_owned())]).observe(took.as_secs_f64());
+        let seconds = took.as_secs_f64();
+        let known = self.route_series.read().unwrap_or_else(|p| p.into_inner()).get(route).cloned();
+        let histogram = known.unwrap_or_else(|| {
+            let h = self.request_seconds.get_or_create(&vec![("route", route.to_owned())]).clone();
+            self.route_series.write().unwrap_or_else(|p| p.into_inner()).insert(route.to_owned(), h.clone());
+            h
+        });
+        histogram.observe(seconds);
     }
 
     /// Counts one token cache lookup.
     pub fn cache(&self, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
-        self.cache.get_or_create(&vec![("result", result.to_owned())]).inc();
+        self.cache_series[usize::from(hit)]
+            .get_or_init(|| self.cache.get_or_create(&vec![("result", result.to_owned())]).clone())
+            .inc();
     }
 
     /// Counts one failed database operation.
@@ -125,6 +174,11 @@ impl Metrics {
     /// Counts one request refused by the failure limiter.
     pub fn rate_limited(&self) {
         self.rate_limited.inc();
+    }
+
+    /// Counts token rows whose `last_used` was written.
+    pub fn last_used_writes(&self, rows: usize) {
+        self.last_used_writes.inc_by(u64::try_from(rows).unwrap_or(u64::MAX));
     }
 
     /// Every metric in the OpenMetrics text format.
@@ -158,6 +212,38 @@ mod tests {
         );
         assert!(text.contains(r#"nbtoken_auth_total{result="malformed",version="none"} 1"#), "{text}");
         assert!(text.contains("nbtoken_verify_seconds_count 2"), "{text}");
+    }
+
+    #[test]
+    fn outcomes_index_their_own_row() {
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i, "{o:?}");
+        }
+        let labels: std::collections::HashSet<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(labels.len(), Outcome::ALL.len());
+    }
+
+    #[test]
+    fn repeated_series_accumulate() {
+        let m = Metrics::new(false);
+        for _ in 0..3 {
+            m.auth(Outcome::Invalid, Some(TokenVersion::V2), Some("AbCdEfGhIjKl"), Duration::ZERO);
+            m.request("/api/status/", Duration::from_micros(70));
+            m.cache(true);
+        }
+        m.request("/api/users/tokens/{id}/", Duration::from_micros(70));
+        m.cache(false);
+        m.last_used_writes(2);
+        let text = m.encode();
+        assert!(text.contains(r#"nbtoken_auth_total{result="invalid",version="2"} 3"#), "{text}");
+        assert!(text.contains(r#"nbtoken_request_seconds_count{route="/api/status/"} 3"#), "{text}");
+        assert!(
+            text.contains(r#"nbtoken_request_seconds_count{route="/api/users/tokens/{id}/"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"nbtoken_cache_total{result="hit"} 3"#), "{text}");
+        assert!(text.contains(r#"nbtoken_cache_total{result="miss"} 1"#), "{text}");
+        assert!(text.contains("nbtoken_last_used_writes_total 2"), "{text}");
     }
 
     #[test]

@@ -107,9 +107,12 @@ async fn flush(store: &AppStore, cache: &TokenCache, metrics: &Metrics, batch: &
         }
     }
     let touches: Vec<Touch> = by_token.into_values().collect();
-    if let Err(e) = store.apply_touches(&touches).await {
-        metrics.store_error();
-        tracing::warn!(error = %e, count = touches.len(), "could not write last_used");
+    match store.apply_touches(&touches).await {
+        Ok(()) => metrics.last_used_writes(touches.len()),
+        Err(e) => {
+            metrics.store_error();
+            tracing::warn!(error = %e, count = touches.len(), "could not write last_used");
+        }
     }
     // A re-hashed row must be read again, or the old digest would keep asking for a re-hash.
     for t in touches.iter().filter(|t| t.rehash.is_some()) {

@@ -400,9 +400,10 @@ async fn cached(
         return Ok(Some(r));
     }
     state.metrics.cache(false);
+    let generation = state.cache.generation();
     let record = fetch.await?.map(Arc::new);
     if let Some(r) = &record {
-        state.cache.insert(key, r.clone());
+        state.cache.insert(key, r.clone(), generation);
     }
     Ok(record)
 }

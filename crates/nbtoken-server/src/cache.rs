@@ -1,16 +1,22 @@
-//! A short-lived cache of token rows, so most requests authenticate without the database.
+//! A short-lived cache of token rows and their owners, so most requests authenticate
+//! (and know their user) without the database.
 //!
 //! Entries live at most `ttl`. Every change this instance makes drops the
 //! affected entries at once; on PostgreSQL a listener drops entries that other
 //! instances (or the CLI) changed, as their notifications arrive, and forgets
 //! everything when the notification connection drops. The TTL is the backstop
 //! for what no notification covers (SQLite changed by another process).
+//!
+//! A row read from the store is cached only if no invalidation happened while it
+//! was being read (a generation counter), so a read that races a change cannot
+//! put the old row back for a whole TTL.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use nbtoken_store::{AnyStore, Change, TokenRecord};
+use nbtoken_store::{AnyStore, Change, TokenRecord, User};
 use sha2::{Digest as _, Sha256};
 
 /// Most rows kept; past this, new rows are not cached (no eviction churn under a key-spraying attack).
@@ -41,12 +47,30 @@ struct Entry {
 pub struct TokenCache {
     ttl: Duration,
     entries: RwLock<HashMap<CacheKey, Entry>>,
+    users: RwLock<HashMap<i64, UserEntry>>,
+    /// Bumped by every invalidation; see the module documentation.
+    generation: AtomicU64,
+}
+
+struct UserEntry {
+    user: Arc<User>,
+    fetched: Instant,
 }
 
 impl TokenCache {
     /// A cache whose entries live `ttl`; a zero TTL caches nothing.
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: RwLock::new(HashMap::new()) }
+        Self {
+            ttl,
+            entries: RwLock::new(HashMap::new()),
+            users: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The invalidation count, read before a store read whose result will be cached.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// A fresh entry, if there is one.
@@ -55,38 +79,60 @@ impl TokenCache {
         entries.get(key).filter(|e| e.fetched.elapsed() < self.ttl).map(|e| e.record.clone())
     }
 
-    /// Remembers a row just read from the store.
-    pub fn insert(&self, key: CacheKey, record: Arc<TokenRecord>) {
+    /// Remembers a row read from the store after [`Self::generation`] returned `generation`;
+    /// if anything was invalidated since, the row may be stale and is not kept.
+    pub fn insert(&self, key: CacheKey, record: Arc<TokenRecord>, generation: u64) {
         if self.ttl.is_zero() {
             return;
         }
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= MAX_ENTRIES {
-            let ttl = self.ttl;
-            entries.retain(|_, e| e.fetched.elapsed() < ttl);
-            if entries.len() >= MAX_ENTRIES {
-                return;
-            }
+        if self.generation() != generation || !make_room(&mut entries, self.ttl, |e| e.fetched) {
+            return;
         }
         entries.insert(key, Entry { record, fetched: Instant::now() });
     }
 
-    /// Drops the entry of one token.
-    pub fn invalidate_token(&self, token_id: i64) {
-        self.entries.write().unwrap_or_else(|p| p.into_inner()).retain(|_, e| e.record.token.id != token_id);
+    /// A fresh copy of a user, if there is one.
+    pub fn user(&self, id: i64) -> Option<Arc<User>> {
+        let users = self.users.read().unwrap_or_else(|p| p.into_inner());
+        users.get(&id).filter(|e| e.fetched.elapsed() < self.ttl).map(|e| e.user.clone())
     }
 
-    /// Drops the entries of every token of one user.
+    /// Remembers a user read from the store, on the terms of [`Self::insert`].
+    pub fn insert_user(&self, user: Arc<User>, generation: u64) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation() != generation || !make_room(&mut users, self.ttl, |e| e.fetched) {
+            return;
+        }
+        users.insert(user.id, UserEntry { user, fetched: Instant::now() });
+    }
+
+    /// Drops the entry of one token.
+    pub fn invalidate_token(&self, token_id: i64) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.retain(|_, e| e.record.token.id != token_id);
+    }
+
+    /// Drops a user and the entries of every token of theirs.
     pub fn invalidate_user(&self, user_id: i64) {
-        self.entries
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, e| e.record.token.user_id != user_id);
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.retain(|_, e| e.record.token.user_id != user_id);
+        drop(entries);
+        self.users.write().unwrap_or_else(|p| p.into_inner()).remove(&user_id);
     }
 
     /// Forgets everything.
     pub fn clear(&self) {
-        self.entries.write().unwrap_or_else(|p| p.into_inner()).clear();
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+        drop(entries);
+        self.users.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Applies one change notification.
@@ -98,7 +144,7 @@ impl TokenCache {
         }
     }
 
-    /// Entries held (fresh or not).
+    /// Token entries held (fresh or not).
     pub fn len(&self) -> usize {
         self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
     }
@@ -107,6 +153,15 @@ impl TokenCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Whether `map` has room for one more entry, after dropping expired ones if it is full.
+/// A full map of fresh entries takes nothing new (no eviction churn under a key-spraying attack).
+fn make_room<K, V>(map: &mut HashMap<K, V>, ttl: Duration, fetched: impl Fn(&V) -> Instant) -> bool {
+    if map.len() >= MAX_ENTRIES {
+        map.retain(|_, v| fetched(v).elapsed() < ttl);
+    }
+    map.len() < MAX_ENTRIES
 }
 
 /// Follows the store's change feed (PostgreSQL) for as long as the server runs.
@@ -182,10 +237,10 @@ mod tests {
     #[test]
     fn entries_expire_and_invalidate() {
         let c = TokenCache::new(Duration::from_secs(60));
-        c.insert(CacheKey::V2("a".into()), record(1, 10));
-        c.insert(CacheKey::V2("b".into()), record(2, 10));
-        c.insert(CacheKey::V2("c".into()), record(3, 11));
-        c.insert(CacheKey::v1("plain"), record(4, 12));
+        c.insert(CacheKey::V2("a".into()), record(1, 10), 0);
+        c.insert(CacheKey::V2("b".into()), record(2, 10), 0);
+        c.insert(CacheKey::V2("c".into()), record(3, 11), 0);
+        c.insert(CacheKey::v1("plain"), record(4, 12), 0);
         assert!(c.get(&CacheKey::V2("a".into())).is_some());
         assert!(c.get(&CacheKey::v1("plain")).is_some());
         assert!(c.get(&CacheKey::v1("other")).is_none());
@@ -201,12 +256,63 @@ mod tests {
     #[test]
     fn ttl_bounds_staleness() {
         let c = TokenCache::new(Duration::from_millis(30));
-        c.insert(CacheKey::V2("a".into()), record(1, 1));
+        c.insert(CacheKey::V2("a".into()), record(1, 1), 0);
         assert!(c.get(&CacheKey::V2("a".into())).is_some());
         std::thread::sleep(Duration::from_millis(40));
         assert!(c.get(&CacheKey::V2("a".into())).is_none());
         let off = TokenCache::new(Duration::ZERO);
-        off.insert(CacheKey::V2("a".into()), record(1, 1));
+        off.insert(CacheKey::V2("a".into()), record(1, 1), 0);
         assert!(off.is_empty());
+    }
+
+    fn user(id: i64) -> Arc<User> {
+        Arc::new(User {
+            id,
+            username: format!("u{id}"),
+            password_hash: None,
+            first_name: String::new(),
+            last_name: String::new(),
+            email: String::new(),
+            is_active: true,
+            is_superuser: false,
+            can_grant_tokens: false,
+            date_joined: time::OffsetDateTime::now_utc(),
+            last_login: None,
+        })
+    }
+
+    #[test]
+    fn users_are_cached_until_their_user_changes() {
+        let c = TokenCache::new(Duration::from_secs(60));
+        c.insert_user(user(10), c.generation());
+        c.insert_user(user(11), c.generation());
+        assert_eq!(c.user(10).unwrap().username, "u10");
+        c.apply(Change::User(10));
+        assert!(c.user(10).is_none());
+        assert!(c.user(11).is_some());
+        c.apply(Change::Resync);
+        assert!(c.user(11).is_none());
+        let off = TokenCache::new(Duration::ZERO);
+        off.insert_user(user(1), off.generation());
+        assert!(off.user(1).is_none());
+    }
+
+    #[test]
+    fn a_read_that_raced_an_invalidation_is_not_kept() {
+        let c = TokenCache::new(Duration::from_secs(60));
+        // Read started, then the token (or its user) changed, then the read finished.
+        let before = c.generation();
+        c.invalidate_token(1);
+        c.insert(CacheKey::V2("a".into()), record(1, 10), before);
+        assert!(c.get(&CacheKey::V2("a".into())).is_none());
+        let before = c.generation();
+        c.apply(Change::User(10));
+        c.insert_user(user(10), before);
+        assert!(c.user(10).is_none());
+        // Without a change in between, both are kept.
+        let now = c.generation();
+        c.insert(CacheKey::V2("a".into()), record(1, 10), now);
+        c.insert_user(user(10), now);
+        assert!(c.get(&CacheKey::V2("a".into())).is_some() && c.user(10).is_some());
     }
 }

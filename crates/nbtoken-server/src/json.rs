@@ -224,6 +224,28 @@ impl Query {
         self.all(key).last().map(String::as_str)
     }
 
+    /// Every value of an integer filter (`?id=1&id=2`); a value that is not an integer is a 400 naming the key.
+    pub fn ints(&self, key: &str) -> Result<Vec<i64>, ApiError> {
+        self.all(key)
+            .iter()
+            .map(|v| {
+                v.trim()
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::field(key, format!("“{v}” is not a valid integer.")))
+            })
+            .collect()
+    }
+
+    /// A boolean filter (last value wins): `true`/`1`/`yes` or `false`/`0`/`no`, in any case; anything else is a 400.
+    pub fn boolean(&self, key: &str) -> Result<Option<bool>, ApiError> {
+        match self.last(key).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(None),
+            Some("true" | "1" | "yes") => Ok(Some(true)),
+            Some("false" | "0" | "no") => Ok(Some(false)),
+            Some(_) => Err(ApiError::field(key, "Select a valid choice.")),
+        }
+    }
+
     /// Keys present.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)

@@ -160,10 +160,12 @@ pub async fn serve(
         }
     });
     let app = router(state.clone());
+    // Said once: as the plain line scripts wait for, or else as a log event (JSON logs).
     if state.config.announce {
         eprintln!("listening on http://{addr}");
+    } else {
+        tracing::info!(%addr, "listening on http://{addr}");
     }
-    tracing::info!(%addr, "listening on http://{addr}");
     accept_loop(listener, app, &state.config, shutdown).await;
     follower.abort();
     pruner.abort();

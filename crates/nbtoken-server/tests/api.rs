@@ -2,27 +2,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+#[macro_use]
 mod harness;
-
-/// Every test runs on SQLite, and on PostgreSQL when `NBTOKEN_TEST_DATABASE_URL` is set.
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                if let Some(b) = super::Backend::postgres() {
-                    super::$name(b).await
-                }
-            })*
-        }
-    };
-}
 
 on_every_backend!(
     failed_attempts_are_rate_limited_per_client,

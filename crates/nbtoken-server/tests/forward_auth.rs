@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+#[macro_use]
 mod harness;
 
 use std::net::SocketAddr;
@@ -15,26 +16,6 @@ use harness::{Backend, Server, V1_PLAIN};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Every test runs on SQLite, and on PostgreSQL when `NBTOKEN_TEST_DATABASE_URL` is set.
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                if let Some(b) = super::Backend::postgres() {
-                    super::$name(b).await
-                }
-            })*
-        }
-    };
-}
 
 on_every_backend!(
     forward_auth_contract,

@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 mod any;
 pub mod changes;
 pub mod postgres;
+mod row;
 pub mod sqlite;
 
 pub use any::AnyStore;
@@ -173,6 +174,33 @@ pub struct TokenRecord {
     pub user_active: bool,
     /// The client address of the last recorded use (written with `last_used`).
     pub last_used_ip: Option<IpAddr>,
+}
+
+impl From<&TokenRecord> for nbtoken_core::migrate::TokenInfo {
+    /// The token as the migration planner and the audit see it: the display form, never a secret.
+    fn from(r: &TokenRecord) -> Self {
+        let t = &r.token;
+        let (display, pepper_id) = match &t.credential {
+            StoredCredential::V1 { plaintext } => (plaintext.partial(), None),
+            StoredCredential::V2 { key, pepper_id, .. } => (key.as_str().to_owned(), Some(*pepper_id)),
+        };
+        Self {
+            id: t.id,
+            version: t.version(),
+            user_id: t.user_id,
+            username: r.username.clone(),
+            display,
+            description: r.description.clone(),
+            created: r.created,
+            expires: t.expires,
+            last_used: t.last_used,
+            last_used_ip: r.last_used_ip,
+            enabled: t.enabled,
+            write_enabled: t.write_enabled,
+            allowed_ips: t.allowed_ips.nets().to_vec(),
+            pepper_id,
+        }
+    }
 }
 
 /// A token to create. For v2 the digest is stored, never the secret.

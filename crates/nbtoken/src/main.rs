@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -23,7 +24,12 @@ fn main() -> ExitCode {
     // NBTOKEN_LOG_FORMAT=json: one JSON object per line, spans (and so request ids) included.
     match settings::log_format() {
         Ok(settings::LogFormat::Text) => {
-            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init()
+            // Colours only for a terminal: redirected logs stay free of escape codes.
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .init()
         }
         Ok(settings::LogFormat::Json) => {
             tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init()

@@ -241,7 +241,12 @@ fn parse_date(s: &str) -> Result<time::OffsetDateTime> {
     if let Some(t) = nbtoken_server::json::parse_timestamp(s) {
         return Ok(t);
     }
-    let d = time::Date::parse(s.trim(), time::macros::format_description!("[year]-[month]-[day]"))?;
+    let s = s.trim();
+    // `[year]` alone would also take a sign and more than four digits (`+12027-01-01`).
+    let shape = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    anyhow::ensure!(shape, "expected a date (YYYY-MM-DD) or an ISO 8601 timestamp, got {s:?}");
+    let d = time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))?;
     Ok(d.midnight().assume_utc())
 }
 
@@ -298,4 +303,34 @@ pub fn read_password_stdin() -> Result<SecretString> {
         bail!("the password must be at least 8 characters");
     }
     Ok(SecretString::new(pw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_date;
+
+    #[test]
+    fn dates_take_four_digit_years_or_timestamps() {
+        let d = parse_date("2027-06-30").unwrap();
+        assert_eq!((d.year(), u8::from(d.month()), d.day(), d.hour()), (2027, 6, 30, 0));
+        assert_eq!(parse_date(" 2027-06-30 ").unwrap(), d);
+        let t = parse_date("2027-06-30T12:00:00+02:00").unwrap();
+        assert_eq!(t.unix_timestamp() - d.unix_timestamp(), 10 * 3600);
+        for bad in [
+            "+2027-06-30",
+            "-2027-06-30",
+            "+12027-06-30",
+            "12027-06-30",
+            "2027-6-30",
+            "2027-13-01",
+            "",
+            "soon",
+        ] {
+            let e = parse_date(bad).unwrap_err();
+            assert!(
+                format!("{e:#}").contains("date") || format!("{e:#}").contains("month"),
+                "{bad:?}: {e:#}"
+            );
+        }
+    }
 }

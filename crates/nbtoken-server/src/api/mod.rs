@@ -94,13 +94,27 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
 }
 
 /// The authenticated user's account, loaded for handlers that need its flags.
+///
+/// From the cache when it holds a fresh copy: it is dropped, like the user's token
+/// rows, whenever the user changes (here, or on PostgreSQL anywhere).
 pub async fn current_user(state: &AppState, p: &Principal) -> ApiResult<User> {
-    state.store.user(p.user_id).await?.ok_or_else(ApiError::not_authenticated)
+    if let Some(u) = state.cache.user(p.user_id) {
+        return Ok(User::clone(&u));
+    }
+    let generation = state.cache.generation();
+    let user = state.store.user(p.user_id).await?.ok_or_else(ApiError::not_authenticated)?;
+    state.cache.insert_user(Arc::new(user.clone()), generation);
+    Ok(user)
 }
 
 /// Parses an id from the path; anything but a positive integer is a 404, as in NetBox.
+/// Only decimal digits name an object: `+1`, ` 1` or `1_0` are not ids (404), so each object has one URL.
 pub fn path_id(raw: &str, what: &str) -> ApiResult<i64> {
-    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::not_found(what))
+    Some(raw)
+        .filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|r| r.parse::<i64>().ok())
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::not_found(what))
 }
 
 /// 201 with a JSON body and, as DRF sends, a `Location` header with the object's `url`.

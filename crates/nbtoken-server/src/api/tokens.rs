@@ -56,24 +56,6 @@ pub async fn list(State(state): State<Arc<AppState>>, p: Principal, ctx: Ctx) ->
 
 fn filter_from_query(ctx: &Ctx) -> ApiResult<TokenFilter> {
     let q = &ctx.query;
-    let ints = |k: &str| -> ApiResult<Vec<i64>> {
-        q.all(k)
-            .iter()
-            .map(|v| {
-                v.trim()
-                    .parse::<i64>()
-                    .map_err(|_| ApiError::field(k, format!("“{v}” is not a valid integer.")))
-            })
-            .collect()
-    };
-    let boolean = |k: &str| -> ApiResult<Option<bool>> {
-        match q.last(k).map(|v| v.to_ascii_lowercase()) {
-            None => Ok(None),
-            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => Ok(Some(true)),
-            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => Ok(Some(false)),
-            Some(_) => Err(ApiError::field(k, "Select a valid choice.")),
-        }
-    };
     let version = match q.last("version") {
         None => None,
         Some("1") => Some(TokenVersion::V1),
@@ -90,12 +72,12 @@ fn filter_from_query(ctx: &Ctx) -> ApiResult<TokenFilter> {
         Some(v) => Some(PepperId::parse(v).map_err(|e| ApiError::field("pepper_id", e.to_string()))?),
     };
     Ok(TokenFilter {
-        ids: ints("id")?,
-        user_ids: ints("user_id")?,
+        ids: q.ints("id")?,
+        user_ids: q.ints("user_id")?,
         usernames: q.all("user").to_vec(),
         version,
-        enabled: boolean("enabled")?,
-        write_enabled: boolean("write_enabled")?,
+        enabled: q.boolean("enabled")?,
+        write_enabled: q.boolean("write_enabled")?,
         keys: q.all("key").to_vec(),
         pepper_id,
     })

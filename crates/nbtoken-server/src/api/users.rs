@@ -45,20 +45,9 @@ pub async fn list(State(state): State<Arc<AppState>>, p: Principal, ctx: Ctx) ->
     let me = current_user(&state, &p).await?;
     let q = &ctx.query;
     let mut filter = UserFilter {
-        ids: q
-            .all("id")
-            .iter()
-            .map(|v| {
-                v.trim().parse().map_err(|_| ApiError::field("id", format!("“{v}” is not a valid integer.")))
-            })
-            .collect::<ApiResult<_>>()?,
+        ids: q.ints("id")?,
         usernames: q.all("username").to_vec(),
-        is_active: match q.last("is_active").map(str::to_ascii_lowercase).as_deref() {
-            None => None,
-            Some("true" | "1") => Some(true),
-            Some("false" | "0") => Some(false),
-            Some(_) => return Err(ApiError::field("is_active", "Select a valid choice.")),
-        },
+        is_active: q.boolean("is_active")?,
     };
     if !me.is_superuser {
         if !filter.ids.is_empty() && !filter.ids.contains(&me.id) {

@@ -12,6 +12,29 @@ use reqwest::Method;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+/// Every test runs on SQLite, and on PostgreSQL when `NBTOKEN_TEST_DATABASE_URL` is set:
+/// `on_every_backend!(a, b)` makes `sqlite::a`, `postgres::a`, … calling `a(Backend)`.
+/// (Test files that use it declare `#[macro_use] mod harness;`.)
+#[allow(unused_macros)]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                if let Some(b) = super::Backend::postgres() {
+                    super::$name(b).await
+                }
+            })*
+        }
+    };
+}
+
 /// The admin's v1 token, created by the harness.
 pub const V1_PLAIN: &str = "0123456789abcdef0123456789abcdef01234567";
 /// The admin's password.

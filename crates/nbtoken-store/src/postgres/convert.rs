@@ -1,74 +1,24 @@
-//! The PostgreSQL boundary: allowed networks, rows into model types, sqlx errors into [`StoreError`].
+//! The PostgreSQL boundary: rows into model types, sqlx errors into [`StoreError`].
 //!
-//! Everything read from a row is parsed here once. A value that does not
-//! parse becomes [`StoreError::Corrupt`] with a message naming the row and
-//! column, never the value (it may be a digest or a v1 plaintext).
+//! Columns are decoded here and checked by [`TokenRow::into_record`], which the
+//! backends share. A value that does not decode becomes
+//! [`StoreError::Corrupt`] with a message naming the row and column, never the
+//! value (it may be a digest or a v1 plaintext).
 
-use std::net::IpAddr;
-
-use ipnet::IpNet;
-use nbtoken_core::{
-    AllowedIps, Digest, PepperId, PreviousSecret, StoredCredential, StoredToken, TokenKey, V1Plaintext,
-};
+use nbtoken_core::{AllowedIps, PepperId};
 use sqlx::error::ErrorKind;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 
+use crate::row::{allowed_ips_strings, corrupt, TokenRow};
+pub(super) use crate::row::{ip_text, now, truncate};
 use crate::{Result, StoreError, TokenRecord, User};
-
-/// The current time in UTC, truncated to what the database keeps.
-pub(super) fn now() -> OffsetDateTime {
-    truncate(OffsetDateTime::now_utc())
-}
-
-/// `t` in UTC with its sub-microsecond part dropped, as timestamptz keeps it.
-pub(super) fn truncate(t: OffsetDateTime) -> OffsetDateTime {
-    let t = t.to_offset(UtcOffset::UTC);
-    // A nanosecond value rounded down to whole microseconds stays below 10^9,
-    // so `replace_nanosecond` cannot fail; `unwrap_or` only satisfies the type.
-    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
-}
 
 /// The bound form of allowed networks: `NULL` when unrestricted, else CIDR
 /// strings that the statement casts to `inet[]`.
 pub(super) fn allowed_ips_array(ips: &AllowedIps) -> Option<Vec<String>> {
-    if ips.is_unrestricted() {
-        return None;
-    }
-    Some(ips.nets().iter().map(IpNet::to_string).collect())
-}
-
-fn parse_allowed_ips(items: Option<Vec<String>>, id: i64) -> Result<AllowedIps> {
-    let Some(items) = items.filter(|items| !items.is_empty()) else {
-        return Ok(AllowedIps::default());
-    };
-    let nets = items
-        .iter()
-        .map(|item| {
-            // inet's text form leaves out the prefix length of a single host.
-            item.parse::<IpNet>()
-                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| corrupt("users_token", id, "allowed_ips", "is not an array of networks"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(AllowedIps::new(nets))
-}
-
-/// The bound form of a client address: text that the statement casts to `inet`.
-pub(super) fn ip_text(ip: Option<IpAddr>) -> Option<String> {
-    ip.map(|ip| ip.to_string())
-}
-
-fn parse_ip(s: Option<String>, id: i64, column: &str) -> Result<Option<IpAddr>> {
-    s.map(|s| {
-        s.trim().parse::<IpAddr>().map_err(|_| corrupt("users_token", id, column, "is not an IP address"))
-    })
-    .transpose()
-}
-
-fn corrupt(table: &str, id: i64, column: &str, what: &str) -> StoreError {
-    StoreError::Corrupt(format!("{table} row {id}: {column} {what}"))
+    allowed_ips_strings(ips)
 }
 
 /// Reads a column, turning a decode failure into `Corrupt` without the value.
@@ -131,84 +81,40 @@ pub(super) const TOKEN_SELECT: &str =
      u.username AS username, u.is_active AS user_active \
      FROM users_token t JOIN users u ON u.id = t.user_id";
 
-fn pepper_id(raw: i16, id: i64, column: &str) -> Result<PepperId> {
-    u16::try_from(raw)
-        .ok()
-        .and_then(|v| PepperId::new(v).ok())
-        .ok_or_else(|| corrupt("users_token", id, column, "is not a pepper id from 0 to 32767"))
-}
-
-fn digest(hex: &str, id: i64, column: &str) -> Result<Digest> {
-    Digest::from_hex(hex).map_err(|_| corrupt("users_token", id, column, "is not 64 hexadecimal characters"))
-}
-
 /// A `users_token` row joined with its owner.
 pub(super) fn token_from_row(row: &PgRow) -> Result<TokenRecord> {
     const T: &str = "users_token";
+    let small =
+        |column: &str| -> Result<Option<i64>> { Ok(get::<Option<i16>>(row, T, column)?.map(i64::from)) };
     let id: i64 = get(row, T, "id")?;
-    let version: i16 = get(row, T, "version")?;
-    let missing = |column: &str| corrupt(T, id, column, &format!("is missing on a v{version} token"));
-    let credential = match version {
-        1 => {
-            let plaintext: Option<String> = get(row, T, "plaintext")?;
-            StoredCredential::V1 {
-                plaintext: V1Plaintext::from_stored(plaintext.ok_or_else(|| missing("plaintext"))?),
-            }
-        }
-        2 => {
-            let key: Option<String> = get(row, T, "key")?;
-            let key = key.ok_or_else(|| missing("key"))?;
-            let key = TokenKey::parse(&key)
-                .map_err(|_| corrupt(T, id, "key", "is not 12 characters of [A-Za-z0-9]"))?;
-            let pid: Option<i16> = get(row, T, "pepper_id")?;
-            let hex: Option<String> = get(row, T, "hmac_digest")?;
-            let prev_pid: Option<i16> = get(row, T, "prev_pepper_id")?;
-            let prev_hex: Option<String> = get(row, T, "prev_hmac_digest")?;
-            let prev_until = get_time(row, T, "prev_valid_until")?;
-            let previous = match (prev_pid, prev_hex, prev_until) {
-                (None, None, None) => None,
-                (Some(p), Some(h), Some(valid_until)) => Some(PreviousSecret {
-                    pepper_id: pepper_id(p, id, "prev_pepper_id")?,
-                    digest: digest(&h, id, "prev_hmac_digest")?,
-                    valid_until,
-                }),
-                _ => return Err(corrupt(T, id, "prev_*", "columns are only partly set")),
-            };
-            StoredCredential::V2 {
-                key,
-                pepper_id: pepper_id(pid.ok_or_else(|| missing("pepper_id"))?, id, "pepper_id")?,
-                digest: digest(&hex.ok_or_else(|| missing("hmac_digest"))?, id, "hmac_digest")?,
-                previous,
-            }
-        }
-        other => return Err(corrupt(T, id, "version", &format!("is {other}, not 1 or 2"))),
-    };
-    let token = StoredToken {
+    TokenRow {
         id,
+        version: i64::from(get::<i16>(row, T, "version")?),
+        key: get(row, T, "key")?,
+        pepper_id: small("pepper_id")?,
+        hmac_digest: get(row, T, "hmac_digest")?,
+        plaintext: get(row, T, "plaintext")?,
+        prev_pepper_id: small("prev_pepper_id")?,
+        prev_hmac_digest: get(row, T, "prev_hmac_digest")?,
+        prev_valid_until: get_time(row, T, "prev_valid_until")?,
         user_id: get(row, T, "user_id")?,
-        credential,
-        enabled: get(row, T, "enabled")?,
-        write_enabled: get(row, T, "write_enabled")?,
-        expires: get_time(row, T, "expires")?,
-        last_used: get_time(row, T, "last_used")?,
-        allowed_ips: parse_allowed_ips(get(row, T, "allowed_ips")?, id)?,
-    };
-    Ok(TokenRecord {
-        token,
         description: get(row, T, "description")?,
         created: get_required_time(row, T, id, "created")?,
+        expires: get_time(row, T, "expires")?,
+        last_used: get_time(row, T, "last_used")?,
+        enabled: get(row, T, "enabled")?,
+        write_enabled: get(row, T, "write_enabled")?,
+        allowed_ips: get::<Option<Vec<String>>>(row, T, "allowed_ips")?.unwrap_or_default(),
+        last_used_ip: get(row, T, "last_used_ip")?,
         username: get(row, "users", "username")?,
         user_active: get(row, "users", "user_active")?,
-        last_used_ip: parse_ip(get(row, T, "last_used_ip")?, id, "last_used_ip")?,
-    })
+    }
+    .into_record()
 }
 
 /// A `pepper_usage` aggregate column.
 pub(super) fn usage_pepper_id(raw: i16) -> Result<PepperId> {
-    u16::try_from(raw)
-        .ok()
-        .and_then(|v| PepperId::new(v).ok())
-        .ok_or_else(|| StoreError::Corrupt(format!("users_token: pepper id {raw} is out of range")))
+    crate::row::usage_pepper_id(i64::from(raw))
 }
 
 /// Maps an sqlx error to a [`StoreError`].

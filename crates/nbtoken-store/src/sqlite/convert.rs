@@ -1,23 +1,21 @@
-//! The SQLite boundary: timestamps, allowed networks, rows into model types, sqlx errors into [`StoreError`].
+//! The SQLite boundary: timestamp and JSON text, rows into model types, sqlx errors into [`StoreError`].
 //!
-//! Everything read from a row is parsed here once. A value that does not
-//! parse becomes [`StoreError::Corrupt`] with a message naming the row and
-//! column, never the value (it may be a digest or a v1 plaintext).
+//! Columns are decoded here and checked by [`TokenRow::into_record`], which the
+//! backends share. A value that does not decode becomes
+//! [`StoreError::Corrupt`] with a message naming the row and column, never the
+//! value (it may be a digest or a v1 plaintext).
 
-use std::net::IpAddr;
-
-use ipnet::IpNet;
-use nbtoken_core::{
-    AllowedIps, Digest, PepperId, PreviousSecret, StoredCredential, StoredToken, TokenKey, V1Plaintext,
-};
+use nbtoken_core::{AllowedIps, PepperId};
 use sqlx::error::ErrorKind;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use time::format_description::well_known::Rfc3339;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
-use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
+use time::{OffsetDateTime, PrimitiveDateTime};
 
+use crate::row::{allowed_ips_strings, corrupt, truncate, TokenRow};
+pub(super) use crate::row::{ip_text, now};
 use crate::{Result, StoreError, TokenRecord, User};
 
 /// The stored form of a timestamp: fixed width, so text order is time order.
@@ -27,19 +25,6 @@ const TIMESTAMP: &[BorrowedFormatItem<'static>] =
 /// SQLite's own `datetime()` form, accepted when reading rows written by hand.
 const SQLITE_DATETIME: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second][optional [.[subsecond]]]");
-
-/// The current time in UTC, truncated to what the database keeps.
-pub(super) fn now() -> OffsetDateTime {
-    truncate(OffsetDateTime::now_utc())
-}
-
-/// `t` in UTC with its sub-microsecond part dropped, so it round-trips exactly.
-pub(super) fn truncate(t: OffsetDateTime) -> OffsetDateTime {
-    let t = t.to_offset(UtcOffset::UTC);
-    // A nanosecond value rounded down to whole microseconds stays below 10^9,
-    // so `replace_nanosecond` cannot fail; `unwrap_or` only satisfies the type.
-    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
-}
 
 /// The stored text of a timestamp.
 pub(super) fn timestamp(t: OffsetDateTime) -> Result<String> {
@@ -71,45 +56,18 @@ fn parse_opt_timestamp(
 
 /// The stored text of allowed networks: `NULL` when unrestricted, else a JSON array of CIDR strings.
 pub(super) fn allowed_ips_json(ips: &AllowedIps) -> Result<Option<String>> {
-    if ips.is_unrestricted() {
-        return Ok(None);
-    }
-    let nets: Vec<String> = ips.nets().iter().map(IpNet::to_string).collect();
-    serde_json::to_string(&nets)
-        .map(Some)
+    allowed_ips_strings(ips)
+        .map(|nets| serde_json::to_string(&nets))
+        .transpose()
         .map_err(|e| StoreError::Database(format!("cannot store allowed_ips: {e}")))
 }
 
-fn parse_allowed_ips(s: Option<String>, id: i64) -> Result<AllowedIps> {
-    let Some(s) = s.filter(|s| !s.trim().is_empty()) else {
-        return Ok(AllowedIps::default());
-    };
-    let bad = || corrupt("users_token", id, "allowed_ips", "is not a JSON array of networks");
-    let items: Vec<String> = serde_json::from_str(&s).map_err(|_| bad())?;
-    let nets = items
-        .iter()
-        .map(|item| {
-            // NetBox's column is inet[]: a bare address means a single host.
-            item.parse::<IpNet>().or_else(|_| item.parse::<IpAddr>().map(IpNet::from)).map_err(|_| bad())
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(AllowedIps::new(nets))
-}
-
-/// The stored text of a client address.
-pub(super) fn ip_text(ip: Option<IpAddr>) -> Option<String> {
-    ip.map(|ip| ip.to_string())
-}
-
-fn parse_ip(s: Option<String>, id: i64, column: &str) -> Result<Option<IpAddr>> {
-    s.map(|s| {
-        s.trim().parse::<IpAddr>().map_err(|_| corrupt("users_token", id, column, "is not an IP address"))
-    })
-    .transpose()
-}
-
-fn corrupt(table: &str, id: i64, column: &str, what: &str) -> StoreError {
-    StoreError::Corrupt(format!("{table} row {id}: {column} {what}"))
+fn parse_allowed_ips_json(s: Option<String>, id: i64) -> Result<Vec<String>> {
+    match s.filter(|s| !s.trim().is_empty()) {
+        None => Ok(Vec::new()),
+        Some(s) => serde_json::from_str(&s)
+            .map_err(|_| corrupt("users_token", id, "allowed_ips", "is not a JSON array of networks")),
+    }
 }
 
 /// Reads a column, turning a decode failure into `Corrupt` without the value.
@@ -159,84 +117,41 @@ pub(super) const TOKEN_SELECT: &str =
      u.username AS username, u.is_active AS user_active \
      FROM users_token t JOIN users u ON u.id = t.user_id";
 
-fn pepper_id(raw: i64, id: i64, column: &str) -> Result<PepperId> {
-    u16::try_from(raw)
-        .ok()
-        .and_then(|v| PepperId::new(v).ok())
-        .ok_or_else(|| corrupt("users_token", id, column, "is not a pepper id from 0 to 32767"))
-}
-
-fn digest(hex: &str, id: i64, column: &str) -> Result<Digest> {
-    Digest::from_hex(hex).map_err(|_| corrupt("users_token", id, column, "is not 64 hexadecimal characters"))
-}
-
 /// A `users_token` row joined with its owner.
 pub(super) fn token_from_row(row: &SqliteRow) -> Result<TokenRecord> {
     const T: &str = "users_token";
     let id: i64 = get(row, T, "id")?;
-    let version: i64 = get(row, T, "version")?;
-    let missing = |column: &str| corrupt(T, id, column, &format!("is missing on a v{version} token"));
-    let credential = match version {
-        1 => {
-            let plaintext: Option<String> = get(row, T, "plaintext")?;
-            StoredCredential::V1 {
-                plaintext: V1Plaintext::from_stored(plaintext.ok_or_else(|| missing("plaintext"))?),
-            }
-        }
-        2 => {
-            let key: Option<String> = get(row, T, "key")?;
-            let key = key.ok_or_else(|| missing("key"))?;
-            let key = TokenKey::parse(&key)
-                .map_err(|_| corrupt(T, id, "key", "is not 12 characters of [A-Za-z0-9]"))?;
-            let pid: Option<i64> = get(row, T, "pepper_id")?;
-            let hex: Option<String> = get(row, T, "hmac_digest")?;
-            let prev_pid: Option<i64> = get(row, T, "prev_pepper_id")?;
-            let prev_hex: Option<String> = get(row, T, "prev_hmac_digest")?;
-            let prev_until: Option<String> = get(row, T, "prev_valid_until")?;
-            let previous = match (prev_pid, prev_hex, prev_until) {
-                (None, None, None) => None,
-                (Some(p), Some(h), Some(u)) => Some(PreviousSecret {
-                    pepper_id: pepper_id(p, id, "prev_pepper_id")?,
-                    digest: digest(&h, id, "prev_hmac_digest")?,
-                    valid_until: parse_timestamp(&u, T, id, "prev_valid_until")?,
-                }),
-                _ => return Err(corrupt(T, id, "prev_*", "columns are only partly set")),
-            };
-            StoredCredential::V2 {
-                key,
-                pepper_id: pepper_id(pid.ok_or_else(|| missing("pepper_id"))?, id, "pepper_id")?,
-                digest: digest(&hex.ok_or_else(|| missing("hmac_digest"))?, id, "hmac_digest")?,
-                previous,
-            }
-        }
-        other => return Err(corrupt(T, id, "version", &format!("is {other}, not 1 or 2"))),
+    let time = |column: &str| -> Result<Option<OffsetDateTime>> {
+        parse_opt_timestamp(get(row, T, column)?, T, id, column)
     };
-    let token = StoredToken {
+    TokenRow {
         id,
+        version: get(row, T, "version")?,
+        key: get(row, T, "key")?,
+        pepper_id: get(row, T, "pepper_id")?,
+        hmac_digest: get(row, T, "hmac_digest")?,
+        plaintext: get(row, T, "plaintext")?,
+        prev_pepper_id: get(row, T, "prev_pepper_id")?,
+        prev_hmac_digest: get(row, T, "prev_hmac_digest")?,
+        prev_valid_until: time("prev_valid_until")?,
         user_id: get(row, T, "user_id")?,
-        credential,
-        enabled: get(row, T, "enabled")?,
-        write_enabled: get(row, T, "write_enabled")?,
-        expires: parse_opt_timestamp(get(row, T, "expires")?, T, id, "expires")?,
-        last_used: parse_opt_timestamp(get(row, T, "last_used")?, T, id, "last_used")?,
-        allowed_ips: parse_allowed_ips(get(row, T, "allowed_ips")?, id)?,
-    };
-    Ok(TokenRecord {
-        token,
         description: get(row, T, "description")?,
         created: parse_timestamp(&get::<String>(row, T, "created")?, T, id, "created")?,
+        expires: time("expires")?,
+        last_used: time("last_used")?,
+        enabled: get(row, T, "enabled")?,
+        write_enabled: get(row, T, "write_enabled")?,
+        allowed_ips: parse_allowed_ips_json(get(row, T, "allowed_ips")?, id)?,
+        last_used_ip: get(row, T, "last_used_ip")?,
         username: get(row, "users", "username")?,
         user_active: get(row, "users", "user_active")?,
-        last_used_ip: parse_ip(get(row, T, "last_used_ip")?, id, "last_used_ip")?,
-    })
+    }
+    .into_record()
 }
 
 /// A `pepper_usage` aggregate column.
 pub(super) fn usage_pepper_id(raw: i64) -> Result<PepperId> {
-    u16::try_from(raw)
-        .ok()
-        .and_then(|v| PepperId::new(v).ok())
-        .ok_or_else(|| StoreError::Corrupt(format!("users_token: pepper id {raw} is out of range")))
+    crate::row::usage_pepper_id(raw)
 }
 
 /// A `MAX(last_used)` aggregate.

@@ -303,6 +303,25 @@ mod specific {
             .unwrap();
         other.update_user(user.id, UserPatch { is_active: Some(true), ..Default::default() }).await.unwrap();
         assert_eq!(next(&mut listener).await, Change::User(user.id));
+        // Instances cache users too: every column the API shows or decides on is announced,
+        // but not last_login (written at each password check); the next change proves it was skipped.
+        let patches = [
+            UserPatch { last_login: Some(time::OffsetDateTime::now_utc()), ..Default::default() },
+            UserPatch { is_superuser: Some(true), ..Default::default() },
+            UserPatch { can_grant_tokens: Some(true), ..Default::default() },
+            UserPatch { email: Some("w@example.com".into()), ..Default::default() },
+            UserPatch { username: Some("renamed".into()), ..Default::default() },
+        ];
+        for patch in patches {
+            other.update_user(user.id, patch).await.unwrap();
+        }
+        for _ in 0..4 {
+            assert_eq!(next(&mut listener).await, Change::User(user.id));
+        }
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(300), listener.recv()).await.is_err(),
+            "one notification too many: last_login must not fire"
+        );
         other.close().await;
     }
 

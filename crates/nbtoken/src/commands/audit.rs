@@ -2,11 +2,12 @@
 
 use anyhow::{anyhow, bail, Result};
 use nbtoken_core::audit::{audit as run_audit, Finding};
+use nbtoken_core::migrate::TokenInfo;
 use nbtoken_store::{AnyStore, Store, TokenFilter};
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use super::{info, parse_duration, ALL};
+use super::{parse_duration, ALL};
 use crate::cli::AuditArgs;
 use crate::output::print_json;
 
@@ -24,7 +25,7 @@ pub(crate) async fn audit(store: &AnyStore, args: AuditArgs) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let (_, rows) = store.list_tokens(&TokenFilter::default(), ALL).await?;
-    let infos: Vec<_> = rows.iter().map(info).collect();
+    let infos: Vec<_> = rows.iter().map(TokenInfo::from).collect();
     let report = run_audit(&infos, OffsetDateTime::now_utc(), stale_after);
     if args.json {
         let mut findings = Map::new();

@@ -12,7 +12,7 @@ use nbtoken_server::service::{create_token, TokenSpec};
 use nbtoken_store::{AnyStore, Store, TokenFilter, TokenPatch};
 use serde_json::{json, Value};
 
-use super::{info, open_store, ALL};
+use super::{open_store, ALL};
 use crate::cli::{MigrateCommand, Remote};
 use crate::output::print_json;
 use crate::settings::{write_private_file, Settings};
@@ -39,7 +39,7 @@ struct Local<'a> {
 impl Target for Local<'_> {
     async fn tokens(&self) -> Result<Vec<TokenInfo>> {
         let (_, rows) = self.store.list_tokens(&TokenFilter::default(), ALL).await?;
-        Ok(rows.iter().map(info).collect())
+        Ok(rows.iter().map(TokenInfo::from).collect())
     }
 
     async fn create_replacement(&self, v1: &TokenInfo) -> Result<(TokenInfo, SecretString)> {
@@ -59,7 +59,7 @@ impl Target for Local<'_> {
             },
         )
         .await?;
-        Ok((info(&created.record), created.token))
+        Ok((TokenInfo::from(&created.record), created.token))
     }
 
     async fn disable(&self, id: i64) -> Result<()> {

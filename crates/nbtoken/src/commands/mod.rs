@@ -1,10 +1,8 @@
 //! The commands: each takes validated settings and calls the crates.
 
 use anyhow::{anyhow, Context, Result};
-use nbtoken_core::migrate::TokenInfo;
-use nbtoken_core::StoredCredential;
 use nbtoken_server::json::BaseUrl;
-use nbtoken_store::{AnyStore, Page, Store, TokenRecord, User};
+use nbtoken_store::{AnyStore, Page, Store, User};
 
 use crate::cli::{Cli, Command, PepperCommand};
 use crate::settings::Settings;
@@ -75,31 +73,6 @@ pub(crate) fn not_found(e: nbtoken_store::StoreError, id: i64) -> anyhow::Error 
     match e {
         nbtoken_store::StoreError::NotFound => anyhow!("no token with id {id}"),
         other => other.into(),
-    }
-}
-
-/// A stored token as the migration planner and the audit see it.
-pub(crate) fn info(r: &TokenRecord) -> TokenInfo {
-    let t = &r.token;
-    let (display, pepper_id) = match &t.credential {
-        StoredCredential::V1 { plaintext } => (plaintext.partial(), None),
-        StoredCredential::V2 { key, pepper_id, .. } => (key.as_str().to_owned(), Some(*pepper_id)),
-    };
-    TokenInfo {
-        id: t.id,
-        version: t.version(),
-        user_id: t.user_id,
-        username: r.username.clone(),
-        display,
-        description: r.description.clone(),
-        created: r.created,
-        expires: t.expires,
-        last_used: t.last_used,
-        last_used_ip: r.last_used_ip,
-        enabled: t.enabled,
-        write_enabled: t.write_enabled,
-        allowed_ips: t.allowed_ips.nets().to_vec(),
-        pepper_id,
     }
 }
 

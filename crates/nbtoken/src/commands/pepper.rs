@@ -1,6 +1,7 @@
 //! `nbtoken pepper …`
 
 use anyhow::{bail, Result};
+use nbtoken_core::migrate::TokenInfo;
 use nbtoken_core::PepperId;
 use nbtoken_server::json::timestamp;
 use nbtoken_store::{AnyStore, Store, TokenFilter, TokenPatch};
@@ -88,7 +89,7 @@ async fn retire(settings: &Settings, store: &AnyStore, id: u16, disable_tokens: 
     }
     for r in &rows {
         store.update_token(r.token.id, TokenPatch { enabled: Some(false), ..Default::default() }).await?;
-        println!("disabled token {} ({}, user {})", r.token.id, super::info(r).display, r.username);
+        println!("disabled token {} ({}, user {})", r.token.id, TokenInfo::from(r).display, r.username);
     }
     println!(
         "{} token(s) disabled; pepper {id} can now be removed (NBTOKEN_PEPPER_{id} / [peppers]) once no overlap depends on it",

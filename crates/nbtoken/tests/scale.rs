@@ -1,5 +1,6 @@
 //! Two `nbtoken serve` processes on one PostgreSQL database: a token disabled through one
-//! is refused by the other within a second, though the other had it cached.
+//! is refused by the other within a second, though the other had it cached; a superuser
+//! demoted through one loses the privilege on the other as fast.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -91,6 +92,51 @@ fn revocation_reaches_every_instance_within_a_second() {
     }
     let took = disabled_at.elapsed();
     eprintln!("instance B refused the disabled token {} ms after A disabled it", took.as_millis());
+
+    // A second superuser, whose user row B caches while she lists every user.
+    cli(&["user", "create", "eve", "--superuser"]);
+    let v: Value =
+        serde_json::from_str(&cli(&["token", "create", "--user", "eve", "--description", "eve", "--json"]))
+            .unwrap();
+    let eve = format!("Bearer nbt_{}.{}", v["key"].as_str().unwrap(), v["token"].as_str().unwrap());
+    let users_seen = |addr: &str| -> (u16, Value) {
+        let (code, body) =
+            curl(&["-H", &format!("Authorization: {eve}"), &format!("http://{addr}/api/users/users/")]);
+        (code, serde_json::from_str(&body).unwrap_or(Value::Null))
+    };
+    let (code, all) = users_seen(&b.addr);
+    assert_eq!((code, all["count"].as_u64()), (200, Some(2)), "{all}");
+    let eve_id = all["results"].as_array().unwrap().iter().find(|u| u["username"] == "eve").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(users_seen(&b.addr).1["count"], 2);
+    let (code, body) = curl(&[
+        "-X",
+        "PATCH",
+        "-H",
+        &format!("Authorization: {admin}"),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"is_superuser": false}"#,
+        &format!("http://{}/api/users/users/{eve_id}/", a.addr),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    let demoted_at = Instant::now();
+    loop {
+        let (code, seen) = users_seen(&b.addr);
+        assert_eq!(code, 200, "{seen}");
+        if seen["count"] == 1 {
+            assert_eq!(seen["results"][0]["username"], "eve");
+            break;
+        }
+        assert!(demoted_at.elapsed() < Duration::from_secs(1), "instance B still treats eve as a superuser");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "instance B dropped eve's superuser rights {} ms after A did",
+        demoted_at.elapsed().as_millis()
+    );
     drop((a, b));
     rt.block_on(pg.drop_schema()).unwrap();
 }

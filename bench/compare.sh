@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Two builds of nbtoken, side by side in one run: did a change make the hot path faster?
+#
+#   bench/compare.sh OLD_BINARY NEW_BINARY      (ROUNDS=3 DURATION=8s CONNECTIONS=16)
+#
+# e.g.  git stash; cargo build --release -p nbtoken; cp target/release/nbtoken /tmp/nbtoken-old
+#       git stash pop; cargo build --release -p nbtoken
+#       bench/compare.sh /tmp/nbtoken-old target/release/nbtoken
+#
+# Both binaries serve the same SQLite store (created by OLD_BINARY; so NEW_BINARY must not add
+# SQLite migrations, or OLD_BINARY cannot open the store again) in turn, ROUNDS times,
+# alternating, so drift on a shared machine hits both alike. Each round measures /livez
+# (no authentication) and /api/status/ with a valid v2 token (authentication, row cached).
+# Prints every round and the medians as a markdown table. Nothing fails on a number.
+set -euo pipefail
+[ $# -eq 2 ] || { echo "usage: bench/compare.sh OLD_BINARY NEW_BINARY" >&2; exit 2; }
+OLD="$(realpath "$1")"; NEW="$(realpath "$2")"
+for b in "$OLD" "$NEW"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }; done
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
+ROUNDS="${ROUNDS:-3}"; DURATION="${DURATION:-8s}"; CONNECTIONS="${CONNECTIONS:-16}"
+WORK="$(mktemp -d)"
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+NBTOKEN_PEPPER_1="$("$OLD" pepper generate)"
+export NBTOKEN_PEPPER_1 NBTOKEN_LOG=warn NBTOKEN_DATA_DIR="$WORK"
+"$OLD" user create bench --superuser >/dev/null
+header="$("$OLD" token create --user bench --json \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); print("Authorization: Bearer nbt_" + d["key"] + "." + d["token"])')"
+rps() { wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$@" | awk '/Requests\/sec/ {print $2}'; }
+
+declare -A runs
+for r in $(seq 1 "$ROUNDS"); do
+  for which in old new; do
+    bin="$OLD"; [ "$which" = new ] && bin="$NEW"
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    "$bin" serve --bind "127.0.0.1:$port" 2>"$WORK/err" >/dev/null &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do grep -q "listening on" "$WORK/err" 2>/dev/null && break; sleep 0.1; done
+    live="$(rps "http://127.0.0.1:$port/livez")"
+    auth="$(rps -H "$header" "http://127.0.0.1:$port/api/status/")"
+    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+    echo "round $r $which: /livez $live req/s, /api/status/ $auth req/s" >&2
+    runs[$which-live]+="$live "; runs[$which-auth]+="$auth "
+  done
+done
+median() { python3 -c 'import statistics,sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.0f}")' "$@"; }
+ol="$(median ${runs[old-live]})"; nl="$(median ${runs[new-live]})"
+oa="$(median ${runs[old-auth]})"; na="$(median ${runs[new-auth]})"
+echo "wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds, medians; $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
+echo
+echo "| route | old req/s | new req/s | new / old |"
+echo "|---|---|---|---|"
+echo "| /livez | $ol | $nl | $(python3 -c "print(f'{$nl/$ol:.2f}')") |"
+echo "| /api/status/ (valid v2 token) | $oa | $na | $(python3 -c "print(f'{$na/$oa:.2f}')") |"

@@ -6,8 +6,8 @@
 # Builds in release mode, seeds a fresh store, starts `nbtoken serve`, and drives it with wrk
 # (Debian package `wrk`) on loopback: /livez (no authentication, no database: the baseline),
 # /healthz (no authentication, one database ping), /api/authentication-check/ with a valid
-# v2 token (authentication, then one database read of the user: the same work as /healthz
-# plus authentication), /api/status/ with a valid v2 token (authentication and nothing
+# v2 token (authentication, then the caller's user: from the cache, or one database read
+# when it is not cached), /api/status/ with a valid v2 token (authentication and nothing
 # else), and /api/status/ with a wrong secret: as shipped (after 30 failures a minute the
 # client gets 429) and again with the failure limiter off (every request verified).
 # Prints a markdown table. Benchmarks are not tests: nothing here fails on a number.

@@ -8,9 +8,10 @@
 # /healthz (no authentication, one database ping), /api/authentication-check/ with a valid
 # v2 token (authentication, then the caller's user: from the cache, or one database read
 # when it is not cached), /api/status/ with a valid v2 token (authentication and nothing
-# else), and /api/status/ with a wrong secret: as shipped (after 30 failures a minute the
-# client gets 429) and again with the failure limiter off (every request verified).
-# Prints a markdown table. Benchmarks are not tests: nothing here fails on a number.
+# else), and /api/status/ with a wrong secret and with a key no token has: as shipped
+# (after 30 failures a minute the client gets 429) and again with the failure limiter off
+# (every request looked up and verified).
+# Prints markdown tables. Benchmarks are not tests: nothing here fails on a number.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,29 +63,34 @@ run_backend() { # name database-url
   read -r health _ < <(rps "$base/healthz")
   read -r check check_bad < <(rps "$base/api/authentication-check/" "Authorization: Bearer nbt_$key.$secret")
   read -r valid valid_bad < <(rps "$base/api/status/" "Authorization: Bearer nbt_$key.$secret")
-  read -r wrong wrong_ok < <(rps "$base/api/status/" "Authorization: Bearer nbt_$key.$(printf 'x%.0s' $(seq 1 40))")
+  local bad_secret="Authorization: Bearer nbt_$key.$(printf 'x%.0s' $(seq 1 40))"
+  # A well-formed key that no token has: a cache miss and a store lookup every time.
+  local unknown_key="Authorization: Bearer nbt_Zz9Unknown00.$secret"
+  read -r wrong _ < <(rps "$base/api/status/" "$bad_secret")
+  read -r unknown _ < <(rps "$base/api/status/" "$unknown_key")
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
-  # The same wrong secret with the failure limiter off: every request is looked up and verified.
+  # The same with the failure limiter off: every request is looked up and verified.
   NBTOKEN_FAILURE_LIMIT_PER_IP=0 NBTOKEN_FAILURE_LIMIT_PER_KEY=0 \
     "$BIN" serve --bind "127.0.0.1:$port" >"$WORK/$name.out" 2>"$WORK/$name.err2" &
   SERVER_PID=$!
   for _ in $(seq 1 100); do grep -q "listening on" "$WORK/$name.err2" 2>/dev/null && break; sleep 0.1; done
-  read -r unlimited _ < <(rps "$base/api/status/" "Authorization: Bearer nbt_$key.$(printf 'x%.0s' $(seq 1 40))")
+  read -r wrong_off _ < <(rps "$base/api/status/" "$bad_secret")
+  read -r unknown_off _ < <(rps "$base/api/status/" "$unknown_key")
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
-  local ratio cratio wratio uratio
-  cratio="$(python3 -c "print(f'{$check/$health*100:.0f}%')")"
-  ratio="$(python3 -c "print(f'{$valid/$live*100:.0f}%')")"
-  wratio="$(python3 -c "print(f'{$wrong/$valid:.2f}')")"
-  uratio="$(python3 -c "print(f'{$unlimited/$valid:.2f}')")"
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
-    "$name" "$live" "$health" "$check" "$cratio" "$valid" "$ratio" "$wrong" "$wratio" "$unlimited" "$uratio"
+  pct() { python3 -c "print(f'{$1/$2*100:.0f}%')"; }
+  times() { python3 -c "print(f'{$1/$2:.2f}')"; }
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$live" "$health" "$check" "$(pct "$check" "$health")" \
+    "$valid" "$(pct "$valid" "$live")" >> "$WORK/speed.md"
+  printf '| %s | %s | %s (%s) | %s (%s) | %s (%s) | %s (%s) |\n' "$name" "$valid" \
+    "$wrong" "$(times "$wrong" "$valid")" "$wrong_off" "$(times "$wrong_off" "$valid")" \
+    "$unknown" "$(times "$unknown" "$valid")" "$unknown_off" "$(times "$unknown_off" "$valid")" >> "$WORK/bad.md"
   [ "$valid_bad" = "0" ] && [ "$check_bad" = "0" ] || echo "warning: non-2xx answers with the valid token" >&2
 }
 
-echo "wrk -t1 -c$CONNECTIONS -d$DURATION on loopback; $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
-echo
-echo "| backend | /livez req/s | /healthz req/s | authentication-check req/s | check / healthz | /api/status/ valid token req/s | status / livez | wrong secret req/s | wrong / valid | wrong secret, limiter off, req/s | that / valid |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| backend | /livez req/s | /healthz req/s | /api/authentication-check/ req/s | check / healthz | /api/status/ req/s | status / livez |" > "$WORK/speed.md"
+echo "|---|---|---|---|---|---|---|" >> "$WORK/speed.md"
+echo "| backend | valid token req/s | wrong secret req/s (× valid) | wrong secret, limiter off | unknown key | unknown key, limiter off |" > "$WORK/bad.md"
+echo "|---|---|---|---|---|---|" >> "$WORK/bad.md"
 if [ "$which" = sqlite ] || [ "$which" = both ]; then
   run_backend sqlite "sqlite://$WORK/sqlite/nbtoken.sqlite3"
 fi
@@ -94,3 +100,12 @@ if [ "$which" = postgres ] || [ "$which" = both ]; then
   run_backend postgres "$PG_URL?options[search_path]=$schema"
   psql "$PG_URL" -qc "DROP SCHEMA $schema CASCADE" >/dev/null 2>&1
 fi
+echo "wrk -t1 -c$CONNECTIONS -d$DURATION on loopback; $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
+echo
+echo "Authenticated routes against unauthenticated ones (valid v2 token, row cached):"
+echo
+cat "$WORK/speed.md"
+echo
+echo "Bad tokens against valid ones (/api/status/; the failure limiter as shipped answers 429 after 30 failures a minute per client):"
+echo
+cat "$WORK/bad.md"

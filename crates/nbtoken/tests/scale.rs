@@ -65,17 +65,21 @@ fn revocation_reaches_every_instance_within_a_second() {
     assert_eq!(get(&b.addr, &victim), 200);
     assert_eq!(get(&b.addr, &victim), 200);
 
-    let (code, body) = curl(&[
-        "-X",
-        "PATCH",
-        "-H",
-        &format!("Authorization: {admin}"),
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        r#"{"enabled": false}"#,
-        &format!("http://{}/api/users/tokens/{victim_id}/", a.addr),
-    ]);
+    // The admin changes something through instance A.
+    let patch = |path: &str, body: &str| {
+        curl(&[
+            "-X",
+            "PATCH",
+            "-H",
+            &format!("Authorization: {admin}"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            &format!("http://{}{path}", a.addr),
+        ])
+    };
+    let (code, body) = patch(&format!("/api/users/tokens/{victim_id}/"), r#"{"enabled": false}"#);
     assert_eq!(code, 200, "{body}");
     let disabled_at = Instant::now();
     loop {
@@ -110,17 +114,7 @@ fn revocation_reaches_every_instance_within_a_second() {
         .as_i64()
         .unwrap();
     assert_eq!(users_seen(&b.addr).1["count"], 2);
-    let (code, body) = curl(&[
-        "-X",
-        "PATCH",
-        "-H",
-        &format!("Authorization: {admin}"),
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        r#"{"is_superuser": false}"#,
-        &format!("http://{}/api/users/users/{eve_id}/", a.addr),
-    ]);
+    let (code, body) = patch(&format!("/api/users/users/{eve_id}/"), r#"{"is_superuser": false}"#);
     assert_eq!(code, 200, "{body}");
     let demoted_at = Instant::now();
     loop {

@@ -10,29 +10,13 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use nbtoken_server::api::body::{
-    opt_allowed_ips, opt_bool, opt_datetime, opt_int, opt_string, parse_object, reject_unknown,
+    opt_allowed_ips, opt_bool, opt_datetime, opt_int, opt_string, parse_object, reject_unknown, MAX_DEPTH,
 };
+use nbtoken_server::api::tokens::{READ_ONLY, WRITABLE};
 use nbtoken_server::error::ApiError;
 use nbtoken_server::json::{parse_timestamp, timestamp};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-
-/// The token API's fields, as `api/tokens.rs` lists them.
-const WRITABLE: &[&str] = &[
-    "user",
-    "version",
-    "token",
-    "description",
-    "expires",
-    "enabled",
-    "write_enabled",
-    "pepper_id",
-    "allowed_ips",
-];
-const READ_ONLY: &[&str] = &["id", "url", "display_url", "display", "key", "created", "last_used"];
-
-/// `parse_object`'s nesting limit.
-const MAX_DEPTH: usize = 16;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {

@@ -18,6 +18,20 @@ use std::net::IpAddr;
 use nbtoken_core::{AllowedIps, Digest, PepperId, PreviousSecret, StoredCredential, StoredToken};
 use time::OffsetDateTime;
 
+/// Builds the `SET` list of an UPDATE from a patch: `column = value` for each value that
+/// is `Some` (a `cast` such as `::inet[]` follows the bind), and evaluates to how many
+/// columns were set. Every backend's `update_*` uses it, so a new patch field is one line.
+macro_rules! set_columns {
+    ($set:expr; $($column:literal => $value:expr $(, cast $cast:literal)?;)*) => {{
+        let mut changes = 0_usize;
+        $(if let Some(v) = $value {
+            $set.push(concat!($column, " = ")).push_bind_unseparated(v)$(.push_unseparated($cast))?;
+            changes += 1;
+        })*
+        changes
+    }};
+}
+
 mod any;
 pub mod changes;
 pub mod postgres;

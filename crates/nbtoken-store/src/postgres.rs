@@ -152,43 +152,17 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let mut qb = QueryBuilder::<Postgres>::new("UPDATE users SET ");
         let mut set = qb.separated(", ");
-        let mut changes = 0;
-        if let Some(v) = patch.username {
-            set.push("username = ").push_bind_unseparated(v);
-            changes += 1;
-        }
-        if let Some(v) = patch.password_hash {
-            set.push("password = ").push_bind_unseparated(v);
-            changes += 1;
-        }
-        if let Some(v) = patch.first_name {
-            set.push("first_name = ").push_bind_unseparated(v);
-            changes += 1;
-        }
-        if let Some(v) = patch.last_name {
-            set.push("last_name = ").push_bind_unseparated(v);
-            changes += 1;
-        }
-        if let Some(v) = patch.email {
-            set.push("email = ").push_bind_unseparated(v);
-            changes += 1;
-        }
-        if let Some(v) = patch.is_active {
-            set.push("is_active = ").push_bind_unseparated(v);
-            changes += 1;
-        }
-        if let Some(v) = patch.is_superuser {
-            set.push("is_superuser = ").push_bind_unseparated(v);
-            changes += 1;
-        }
-        if let Some(v) = patch.can_grant_tokens {
-            set.push("can_grant_tokens = ").push_bind_unseparated(v);
-            changes += 1;
-        }
-        if let Some(v) = patch.last_login {
-            set.push("last_login = ").push_bind_unseparated(truncate(v));
-            changes += 1;
-        }
+        let changes = set_columns!(set;
+            "username" => patch.username;
+            "password" => patch.password_hash;
+            "first_name" => patch.first_name;
+            "last_name" => patch.last_name;
+            "email" => patch.email;
+            "is_active" => patch.is_active;
+            "is_superuser" => patch.is_superuser;
+            "can_grant_tokens" => patch.can_grant_tokens;
+            "last_login" => patch.last_login.map(truncate);
+        );
         if changes > 0 {
             qb.push(" WHERE id = ").push_bind(id);
             not_found_if_untouched(qb.build().execute(&mut *tx).await.map_err(map_err)?)?;
@@ -287,33 +261,14 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let mut qb = QueryBuilder::<Postgres>::new("UPDATE users_token SET ");
         let mut set = qb.separated(", ");
-        let mut changes = 0;
-        if let Some(v) = patch.description {
-            set.push("description = ").push_bind_unseparated(v);
-            changes += 1;
-        }
-        if let Some(v) = patch.expires {
-            set.push("expires = ").push_bind_unseparated(v.map(truncate));
-            changes += 1;
-        }
-        if let Some(v) = patch.enabled {
-            set.push("enabled = ").push_bind_unseparated(v);
-            changes += 1;
-        }
-        if let Some(v) = patch.write_enabled {
-            set.push("write_enabled = ").push_bind_unseparated(v);
-            changes += 1;
-        }
-        if let Some(v) = patch.allowed_ips.as_ref() {
-            set.push("allowed_ips = ")
-                .push_bind_unseparated(allowed_ips_array(v))
-                .push_unseparated("::inet[]");
-            changes += 1;
-        }
-        if let Some(v) = patch.user_id {
-            set.push("user_id = ").push_bind_unseparated(v);
-            changes += 1;
-        }
+        let changes = set_columns!(set;
+            "description" => patch.description;
+            "expires" => patch.expires.map(|e| e.map(truncate));
+            "enabled" => patch.enabled;
+            "write_enabled" => patch.write_enabled;
+            "allowed_ips" => patch.allowed_ips.as_ref().map(allowed_ips_array), cast "::inet[]";
+            "user_id" => patch.user_id;
+        );
         if changes > 0 {
             qb.push(" WHERE id = ").push_bind(id);
             not_found_if_untouched(qb.build().execute(&mut *tx).await.map_err(map_err)?)?;

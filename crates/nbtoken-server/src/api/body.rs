@@ -10,7 +10,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::json::parse_timestamp;
 
 /// Deepest JSON nesting accepted; real requests need 3.
-const MAX_DEPTH: usize = 16;
+pub const MAX_DEPTH: usize = 16;
 
 /// Parses a body that must be a JSON object.
 pub fn parse_object(body: &Bytes) -> ApiResult<Map<String, Value>> {

@@ -24,7 +24,8 @@ use crate::json;
 use crate::service::{create_token, CreateError, TokenSpec};
 use crate::AppState;
 
-const WRITABLE: &[&str] = &[
+/// The fields a client may send in a token body.
+pub const WRITABLE: &[&str] = &[
     "user",
     "version",
     "token",
@@ -35,7 +36,8 @@ const WRITABLE: &[&str] = &[
     "pepper_id",
     "allowed_ips",
 ];
-const READ_ONLY: &[&str] = &["id", "url", "display_url", "display", "key", "created", "last_used"];
+/// Fields of the token JSON a client may send back unchanged (ignored, as DRF ignores them).
+pub const READ_ONLY: &[&str] = &["id", "url", "display_url", "display", "key", "created", "last_used"];
 
 /// `GET /api/users/tokens/`
 pub async fn list(State(state): State<Arc<AppState>>, p: Principal, ctx: Ctx) -> ApiResult<Json<Value>> {

@@ -253,36 +253,12 @@ pub enum TokenCommand {
     Import(TokenImportArgs),
 }
 
+/// The owner and settings of a new token: what `token create` and `token import` share.
 #[derive(Args, Debug)]
-pub struct TokenImportArgs {
+pub struct NewTokenOptions {
     /// Owner's username.
     #[arg(long)]
     pub user: String,
-    /// Read-only token.
-    #[arg(long)]
-    pub read_only: bool,
-    /// Expiry (RFC 3339).
-    #[arg(long)]
-    pub expires: Option<String>,
-    /// Allowed source network (repeatable).
-    #[arg(long = "allowed-ip")]
-    pub allowed_ips: Vec<String>,
-    /// Description.
-    #[arg(long, default_value = "")]
-    pub description: String,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct TokenCreateArgs {
-    /// Owner's username.
-    #[arg(long)]
-    pub user: String,
-    /// Token version (2, or 1 for a legacy token if the v1 policy allows).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
-    pub version: u8,
     /// Read-only token (GET/HEAD/OPTIONS only).
     #[arg(long)]
     pub read_only: bool,
@@ -298,6 +274,21 @@ pub struct TokenCreateArgs {
     /// Print JSON (the REST creation response, including `token`).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenImportArgs {
+    #[command(flatten)]
+    pub options: NewTokenOptions,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenCreateArgs {
+    /// Token version (2, or 1 for a legacy token if the v1 policy allows).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub version: u8,
+    #[command(flatten)]
+    pub options: NewTokenOptions,
 }
 
 #[derive(Subcommand, Debug)]

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::{base, find_user, not_found, parse_duration, parse_expires, parse_nets, ALL};
-use crate::cli::{TokenCommand, TokenCreateArgs, TokenImportArgs};
+use crate::cli::{NewTokenOptions, TokenCommand, TokenCreateArgs, TokenImportArgs};
 use crate::output::{print_json, tokens_table};
 use crate::settings::Settings;
 
@@ -111,30 +111,31 @@ fn print_created(settings: &Settings, created: &Created, owner: &str, json: bool
     }
 }
 
+/// The [`TokenSpec`] of the settings `token create` and `token import` share.
+fn spec(o: &NewTokenOptions, version: TokenVersion) -> Result<TokenSpec> {
+    Ok(TokenSpec {
+        version,
+        description: o.description.clone(),
+        expires: parse_expires(o.expires.as_deref())?,
+        write_enabled: !o.read_only,
+        allowed_ips: parse_nets(&o.allowed_ips)?,
+        ..Default::default()
+    })
+}
+
 async fn create(settings: &Settings, store: &AnyStore, args: TokenCreateArgs) -> Result<()> {
-    let owner = find_user(store, &args.user).await?;
-    let created = create_token(
-        store,
-        &settings.peppers,
-        settings.v1_policy,
-        owner.id,
-        TokenSpec {
-            version: TokenVersion::from_u8(args.version)?,
-            description: args.description,
-            expires: parse_expires(args.expires.as_deref())?,
-            write_enabled: !args.read_only,
-            allowed_ips: parse_nets(&args.allowed_ips)?,
-            ..Default::default()
-        },
-    )
-    .await?;
-    print_created(settings, &created, &owner.username, args.json);
+    let o = &args.options;
+    let owner = find_user(store, &o.user).await?;
+    let spec = spec(o, TokenVersion::from_u8(args.version)?)?;
+    let created = create_token(store, &settings.peppers, settings.v1_policy, owner.id, spec).await?;
+    print_created(settings, &created, &owner.username, o.json);
     Ok(())
 }
 
 /// Reads `nbt_<key>.<secret>` (or `Bearer nbt_…`) from stdin and stores it as a v2 token.
 async fn import(settings: &Settings, store: &AnyStore, args: TokenImportArgs) -> Result<()> {
-    let owner = find_user(store, &args.user).await?;
+    let o = &args.options;
+    let owner = find_user(store, &o.user).await?;
     let mut input = String::new();
     std::io::stdin().take(4096).read_to_string(&mut input).context("cannot read the token from stdin")?;
     let input = SecretString::new(input);
@@ -150,14 +151,9 @@ async fn import(settings: &Settings, store: &AnyStore, args: TokenImportArgs) ->
         settings.v1_policy,
         owner.id,
         TokenSpec {
-            version: TokenVersion::V2,
             chosen: Some(SecretString::from(secret.expose())),
             chosen_key: Some(key),
-            description: args.description,
-            expires: parse_expires(args.expires.as_deref())?,
-            write_enabled: !args.read_only,
-            allowed_ips: parse_nets(&args.allowed_ips)?,
-            ..Default::default()
+            ..spec(o, TokenVersion::V2)?
         },
     )
     .await
@@ -165,7 +161,7 @@ async fn import(settings: &Settings, store: &AnyStore, args: TokenImportArgs) ->
         nbtoken_server::service::CreateError::ValueInUse => anyhow!("a token with this key already exists"),
         other => other.into(),
     })?;
-    if args.json {
+    if o.json {
         print_created(settings, &created, &owner.username, true);
     } else {
         println!(

@@ -82,8 +82,8 @@ impl std::error::Error for StoreError {}
 /// Result alias for store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A user account.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A user account. (`Debug` shows whether a password hash is set, never the hash.)
+#[derive(Clone, PartialEq, Eq)]
 pub struct User {
     /// Row id.
     pub id: i64,
@@ -109,8 +109,8 @@ pub struct User {
     pub last_login: Option<OffsetDateTime>,
 }
 
-/// A user to create.
-#[derive(Clone, Debug, Default)]
+/// A user to create. (`Debug` leaves the password hash out.)
+#[derive(Clone, Default)]
 pub struct NewUser {
     /// Unique login name.
     pub username: String,
@@ -130,8 +130,8 @@ pub struct NewUser {
     pub can_grant_tokens: bool,
 }
 
-/// Changes to a user; `None` leaves a field as it is.
-#[derive(Clone, Debug, Default)]
+/// Changes to a user; `None` leaves a field as it is. (`Debug` leaves the password hash out.)
+#[derive(Clone, Default)]
 pub struct UserPatch {
     /// New username.
     pub username: Option<String>,
@@ -151,6 +151,64 @@ pub struct UserPatch {
     pub can_grant_tokens: Option<bool>,
     /// New last-login time.
     pub last_login: Option<OffsetDateTime>,
+}
+
+/// What `Debug` shows of a password hash: whether there is one.
+fn hash_shown(hash: Option<&String>) -> &'static str {
+    if hash.is_some() {
+        "[set]"
+    } else {
+        "[none]"
+    }
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("password_hash", &hash_shown(self.password_hash.as_ref()))
+            .field("first_name", &self.first_name)
+            .field("last_name", &self.last_name)
+            .field("email", &self.email)
+            .field("is_active", &self.is_active)
+            .field("is_superuser", &self.is_superuser)
+            .field("can_grant_tokens", &self.can_grant_tokens)
+            .field("date_joined", &self.date_joined)
+            .field("last_login", &self.last_login)
+            .finish()
+    }
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("password_hash", &hash_shown(self.password_hash.as_ref()))
+            .field("first_name", &self.first_name)
+            .field("last_name", &self.last_name)
+            .field("email", &self.email)
+            .field("is_active", &self.is_active)
+            .field("is_superuser", &self.is_superuser)
+            .field("can_grant_tokens", &self.can_grant_tokens)
+            .finish()
+    }
+}
+
+impl fmt::Debug for UserPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserPatch")
+            .field("username", &self.username)
+            .field("password_hash", &self.password_hash.as_ref().map(|h| hash_shown(h.as_ref())))
+            .field("first_name", &self.first_name)
+            .field("last_name", &self.last_name)
+            .field("email", &self.email)
+            .field("is_active", &self.is_active)
+            .field("is_superuser", &self.is_superuser)
+            .field("can_grant_tokens", &self.can_grant_tokens)
+            .field("last_login", &self.last_login)
+            .finish()
+    }
 }
 
 /// Filters for listing users; all that are set must hold.
@@ -357,4 +415,37 @@ pub trait Store: Send + Sync + 'static {
     fn pepper_usage(&self) -> impl Future<Output = Result<Vec<PepperUsage>>> + Send;
     /// Cheap round trip, for health checks.
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_password_hash() {
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".to_owned();
+        let user = User {
+            id: 1,
+            username: "ann".into(),
+            password_hash: Some(hash.clone()),
+            first_name: String::new(),
+            last_name: String::new(),
+            email: String::new(),
+            is_active: true,
+            is_superuser: false,
+            can_grant_tokens: false,
+            date_joined: OffsetDateTime::UNIX_EPOCH,
+            last_login: None,
+        };
+        let new = NewUser { username: "ann".into(), password_hash: Some(hash.clone()), ..Default::default() };
+        let patch = UserPatch { password_hash: Some(Some(hash.clone())), ..Default::default() };
+        for shown in [format!("{user:?}"), format!("{new:?}"), format!("{patch:?}")] {
+            assert!(!shown.contains("argon2") && !shown.contains("aGFzaGhhc2hoYXNo"), "{shown}");
+            assert!(
+                shown.contains("[set]") && shown.contains("ann") || shown.starts_with("UserPatch"),
+                "{shown}"
+            );
+        }
+        assert!(format!("{patch:?}").contains("Some(\"[set]\")"));
+    }
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use nbtoken_core::SecretString;
 
 /// NetBox-compatible API tokens: serve, issue, verify, rotate and revoke.
 #[derive(Parser, Debug)]
@@ -21,7 +22,8 @@ pub struct Global {
     #[arg(long, global = true, env = "NBTOKEN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Database URL (default: the SQLite file in the data directory).
-    #[arg(long, global = true, env = "NBTOKEN_DATABASE_URL")]
+    // Its value stays out of `--help`: a URL may carry a password.
+    #[arg(long, global = true, env = "NBTOKEN_DATABASE_URL", hide_env_values = true)]
     pub database: Option<String>,
     /// Configuration file (TOML).
     #[arg(long, global = true, env = "NBTOKEN_CONFIG")]
@@ -59,8 +61,8 @@ pub struct Remote {
     #[arg(long, env = "NBTOKEN_REMOTE_URL")]
     pub url: Option<String>,
     /// Token for the remote API (v2 `nbt_…` or v1); prefer the environment variable.
-    #[arg(long, env = "NBTOKEN_REMOTE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[arg(long, env = "NBTOKEN_REMOTE_TOKEN", hide_env_values = true, value_parser = secret_arg)]
+    pub token: Option<SecretString>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -309,4 +311,9 @@ pub enum PepperCommand {
         #[arg(long)]
         disable_tokens: bool,
     },
+}
+
+/// Reads a secret argument into a type whose `Debug` is redacted.
+fn secret_arg(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s))
 }

@@ -16,7 +16,8 @@ pub const GENERATED_PEPPERS: &str = "peppers.toml";
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
 /// The config file's shape. Unknown keys are refused, so typos are not silently ignored.
-#[derive(Deserialize, Default, Debug)]
+/// (No `Debug`: it holds peppers and possibly a database password.)
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     bind: Option<String>,
@@ -70,7 +71,7 @@ impl Settings {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?
+                parse_toml(&text).with_context(|| format!("invalid config file {}", path.display()))?
             }
             None => FileConfig::default(),
         };
@@ -145,9 +146,14 @@ impl Settings {
         for (id, value) in file.peppers {
             entries.insert(PepperId::parse(&id).context("config file [peppers]")?, SecretString::new(value));
         }
-        for (name, value) in std::env::vars() {
+        // `vars()` would panic, printing the value, on a variable that is not UTF-8.
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
             if let Some(id) = name.strip_prefix("NBTOKEN_PEPPER_") {
                 let id = PepperId::parse(id).with_context(|| format!("environment variable {name}"))?;
+                let value = value
+                    .into_string()
+                    .map_err(|_| anyhow::anyhow!("environment variable {name} is not UTF-8"))?;
                 entries.insert(id, SecretString::new(value));
             }
         }
@@ -250,6 +256,18 @@ fn parse_date(s: &str) -> Result<time::OffsetDateTime> {
     Ok(d.midnight().assume_utc())
 }
 
+/// Parses TOML, reporting an error by line and reason only: the parser's own message
+/// quotes the offending line, which may hold a pepper or a database password.
+fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        match line {
+            Some(n) => anyhow::anyhow!("line {n}: {}", e.message()),
+            None => anyhow::anyhow!("{}", e.message()),
+        }
+    })
+}
+
 fn read_generated(data_dir: &Path) -> Result<Option<PepperRing>> {
     let path = data_dir.join(GENERATED_PEPPERS);
     let text = match std::fs::read_to_string(&path) {
@@ -258,7 +276,7 @@ fn read_generated(data_dir: &Path) -> Result<Option<PepperRing>> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     let table: BTreeMap<String, String> =
-        toml::from_str(&text).with_context(|| format!("invalid pepper file {}", path.display()))?;
+        parse_toml(&text).with_context(|| format!("invalid pepper file {}", path.display()))?;
     let mut entries = Vec::new();
     for (id, value) in table {
         entries.push((PepperId::parse(&id)?, SecretString::new(value)));
@@ -307,7 +325,23 @@ pub fn read_password_stdin() -> Result<SecretString> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_date;
+    use super::{parse_date, parse_toml, FileConfig};
+
+    #[test]
+    fn toml_errors_name_the_line_not_its_text() {
+        let secret = "pepper-value-that-must-stay-hidden-0123456789-abcdefghij";
+        let bad = [
+            format!("[peppers]\n1 = \"{secret}\\q\"\n"),
+            format!("databse_url = \"postgres://u:{secret}@db/x\"\n"),
+            format!("bind = \"127.0.0.1:1\"\n[peppers]\n1 = {secret}\n"),
+        ];
+        for text in bad {
+            let e = format!("{:#}", parse_toml::<FileConfig>(&text).err().unwrap());
+            assert!(!e.contains(secret) && !e.contains("pepper-value"), "{e}");
+            assert!(e.starts_with("line "), "{e}");
+        }
+        assert!(parse_toml::<FileConfig>("bind = \"127.0.0.1:1\"\n").is_ok());
+    }
 
     #[test]
     fn dates_take_four_digit_years_or_timestamps() {

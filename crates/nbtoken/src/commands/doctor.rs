@@ -1,7 +1,7 @@
 //! `nbtoken doctor`: checks a deployment and, with `--url`, a remote server.
 
 use anyhow::{bail, Result};
-use nbtoken_core::{TokenVersion, V1Policy};
+use nbtoken_core::{SecretString, TokenVersion, V1Policy};
 use nbtoken_store::{Page, Store, TokenFilter};
 
 use super::open_store;
@@ -30,9 +30,11 @@ pub(crate) async fn doctor(global: &Global, args: DoctorArgs) -> Result<()> {
         Err(e) => r.add("configuration", Level::Fail, format!("{e:#}")),
     }
     if let Some(url) = &args.remote.url {
-        super::remote::doctor_remote(url, args.remote.token.as_deref(), &mut |c, ok, d| {
-            r.add(c, if ok { Level::Ok } else { Level::Fail }, d)
-        })
+        super::remote::doctor_remote(
+            url,
+            args.remote.token.as_ref().map(SecretString::expose),
+            &mut |c, ok, d| r.add(c, if ok { Level::Ok } else { Level::Fail }, d),
+        )
         .await;
     }
     let mut t = comfy_table::Table::new();

@@ -92,7 +92,7 @@ pub(crate) async fn migrate(settings: &Settings, cmd: MigrateCommand) -> Result<
 fn remote_target(remote: &Remote) -> Result<Option<super::remote::RemoteTarget>> {
     match (&remote.url, &remote.token) {
         (None, None) => Ok(None),
-        (Some(url), Some(token)) => Ok(Some(super::remote::RemoteTarget::new(url, token)?)),
+        (Some(url), Some(token)) => Ok(Some(super::remote::RemoteTarget::new(url, token.expose())?)),
         (Some(_), None) => bail!("--url needs --token (or NBTOKEN_REMOTE_TOKEN)"),
         (None, Some(_)) => bail!("--token needs --url (or NBTOKEN_REMOTE_URL)"),
     }

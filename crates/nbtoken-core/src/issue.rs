@@ -201,6 +201,8 @@ pub struct Rotated {
     pub previous: Option<crate::verify::PreviousSecret>,
     /// The new full value `nbt_<key>.<secret>`, to show once.
     pub token: SecretString,
+    /// The new bare secret, NetBox's `token` field.
+    pub secret: SecretString,
 }
 
 /// Why a token cannot be rotated.
@@ -255,6 +257,7 @@ pub fn rotate(
         digest: pepper.digest(secret.expose()),
         previous,
         token: secret.full_token(key),
+        secret: SecretString::from(secret.expose()),
     })
 }
 

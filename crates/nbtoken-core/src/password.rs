@@ -15,6 +15,29 @@ impl std::fmt::Display for PasswordError {
 
 impl std::error::Error for PasswordError {}
 
+/// Shortest password accepted (Django's `MinimumLengthValidator` default), by the API and the CLI alike.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// Longest username (Django's `User.username`).
+pub const MAX_USERNAME_CHARS: usize = 150;
+
+/// A random password for a new or reset account: 24 characters of `[A-Za-z0-9]` from the OS CSPRNG (~143 bits).
+pub fn generate_password() -> Result<crate::SecretString, crate::TokenError> {
+    crate::token::random_alnum(24).map(|s| crate::SecretString::new(s.to_string()))
+}
+
+/// Whether `password` is long enough.
+pub fn password_long_enough(password: &str) -> bool {
+    password.chars().count() >= MIN_PASSWORD_CHARS
+}
+
+/// Whether `name` is a username Django accepts: 1 to 150 letters, digits and `@ . + - _`.
+pub fn valid_username(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= MAX_USERNAME_CHARS
+        && name.chars().all(|c| c.is_alphanumeric() || "@.+-_".contains(c))
+}
+
 /// Hashes a password with argon2id (default parameters) and a random salt.
 pub fn hash_password(password: &str) -> Result<String, PasswordError> {
     let salt = SaltString::generate(&mut OsRng);
@@ -37,6 +60,21 @@ pub fn dummy_hash() -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn account_rules_match_django() {
+        for ok in ["admin", "a", "jane.doe@example.com", "x+y-z_1", "Zoë", &"u".repeat(150)] {
+            assert!(valid_username(ok), "{ok:?}");
+        }
+        for bad in ["", "has space", "semi;colon", "slash/", "quote'", &"u".repeat(151)] {
+            assert!(!valid_username(bad), "{bad:?}");
+        }
+        assert!(password_long_enough("12345678") && password_long_enough("ééééééé€"));
+        assert!(!password_long_enough("1234567") && !password_long_enough(""));
+        let (a, b) = (generate_password().unwrap(), generate_password().unwrap());
+        assert_eq!(a.expose().len(), 24);
+        assert!(a.expose().bytes().all(|c| c.is_ascii_alphanumeric()) && a.expose() != b.expose());
+    }
+
     use super::*;
 
     #[test]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use nbtoken_core::SecretString;
 use nbtoken_core::{StoredCredential, TokenVersion};
 use nbtoken_store::{Page, TokenRecord, User};
 use serde_json::{json, Map, Value};
@@ -164,6 +165,16 @@ fn user_display(u: &User) -> String {
     } else {
         format!("{} ({full})", u.username)
     }
+}
+
+/// A token's full JSON with the secret shown once, as NetBox answers a creation: `token`
+/// holds the bare secret (v2) or the plaintext (v1).
+pub fn token_with_secret(base: &BaseUrl, r: &TokenRecord, secret: &SecretString) -> Value {
+    let mut v = token(base, r, false);
+    if let Value::Object(o) = &mut v {
+        o.insert("token".into(), Value::String(secret.expose().to_owned()));
+    }
+    v
 }
 
 /// A user as NetBox serialises it.

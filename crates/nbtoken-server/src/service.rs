@@ -3,9 +3,10 @@
 use std::fmt;
 
 use nbtoken_core::{
-    issue, AllowedIps, IssueError, IssueRequest, PepperId, PepperRing, SecretString, TokenVersion, V1Policy,
+    issue, rotate, AllowedIps, IssueError, IssueRequest, PepperId, PepperRing, RotateError, Rotated,
+    SecretString, TokenVersion, V1Policy,
 };
-use nbtoken_store::{NewToken, Store, StoreError, TokenRecord};
+use nbtoken_store::{NewToken, NewUser, Store, StoreError, TokenRecord, User};
 use time::OffsetDateTime;
 
 /// What a new token should look like.
@@ -125,4 +126,76 @@ pub async fn create_token<S: Store>(
         "token created"
     );
     Ok(Created { record, secret: issued.secret, token: issued.token })
+}
+
+/// Why a token was not rotated.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RotateTokenError {
+    /// No token has this id.
+    NotFound,
+    /// The token cannot be rotated (v1, negative overlap, no pepper).
+    Rotate(RotateError),
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl fmt::Display for RotateTokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RotateTokenError::NotFound => f.write_str("no such token"),
+            RotateTokenError::Rotate(e) => e.fmt(f),
+            RotateTokenError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RotateTokenError {}
+
+/// Gives token `id` a new secret under the current pepper; the old one stays valid for `overlap`.
+/// Returns the stored row and what to show once (`Rotated::token`, `Rotated::secret`).
+pub async fn rotate_token<S: Store>(
+    store: &S,
+    peppers: &PepperRing,
+    id: i64,
+    overlap: time::Duration,
+) -> Result<(TokenRecord, Rotated), RotateTokenError> {
+    let current =
+        store.token(id).await.map_err(RotateTokenError::Store)?.ok_or(RotateTokenError::NotFound)?;
+    let rotated = rotate(&current.token.credential, peppers, OffsetDateTime::now_utc(), overlap)
+        .map_err(RotateTokenError::Rotate)?;
+    let record = store
+        .rotate_token(id, rotated.pepper_id, rotated.digest.clone(), rotated.previous.clone())
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => RotateTokenError::NotFound,
+            other => RotateTokenError::Store(other),
+        })?;
+    tracing::info!(token_id = id, overlap_seconds = overlap.whole_seconds(), "token rotated");
+    Ok((record, rotated))
+}
+
+/// The first superuser, `admin`, with a first v2 token: what a new deployment starts from.
+/// `password_hash` is an argon2id PHC string (`None`: no password login).
+pub async fn bootstrap_admin<S: Store>(
+    store: &S,
+    peppers: &PepperRing,
+    v1_policy: V1Policy,
+    password_hash: Option<String>,
+    description: &str,
+) -> Result<(User, Created), CreateError> {
+    let admin = store
+        .create_user(NewUser {
+            username: "admin".into(),
+            password_hash,
+            is_active: true,
+            is_superuser: true,
+            can_grant_tokens: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(CreateError::Store)?;
+    let spec = TokenSpec { description: description.to_owned(), ..Default::default() };
+    let created = create_token(store, peppers, v1_policy, admin.id, spec).await?;
+    Ok((admin, created))
 }

@@ -317,8 +317,8 @@ pub fn read_password_stdin() -> Result<SecretString> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).context("cannot read the password from stdin")?;
     let pw = line.trim_end_matches(['\r', '\n']).to_owned();
-    if pw.chars().count() < 8 {
-        bail!("the password must be at least 8 characters");
+    if !nbtoken_core::password::password_long_enough(&pw) {
+        bail!("the password must be at least {} characters", nbtoken_core::password::MIN_PASSWORD_CHARS);
     }
     Ok(SecretString::new(pw))
 }

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 
 use nbtoken_core::{PepperId, PepperRing, SecretString, TokenVersion, V1Policy};
-use nbtoken_server::service::{create_token, TokenSpec};
+use nbtoken_server::service::{bootstrap_admin, create_token, TokenSpec};
 use nbtoken_server::Config;
-use nbtoken_store::{AnyStore, NewUser, Store};
+use nbtoken_store::AnyStore;
 use tokio::sync::oneshot;
 
 /// The admin's v1 token.
@@ -29,19 +29,8 @@ impl Server {
         let store =
             AnyStore::connect(&format!("sqlite://{}", dir.path().join("t.sqlite3").display())).await.unwrap();
         let peppers = PepperRing::new([(PepperId::new(1).unwrap(), SecretString::from(PEPPER))]).unwrap();
-        let admin = store
-            .create_user(NewUser {
-                username: "admin".into(),
-                password_hash: Some(nbtoken_core::password::hash_password(ADMIN_PASSWORD).unwrap()),
-                is_active: true,
-                is_superuser: true,
-                can_grant_tokens: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let v2 =
-            create_token(&store, &peppers, V1Policy::Allow, admin.id, TokenSpec::default()).await.unwrap();
+        let hash = nbtoken_core::password::hash_password(ADMIN_PASSWORD).unwrap();
+        let (admin, v2) = bootstrap_admin(&store, &peppers, V1Policy::Allow, Some(hash), "").await.unwrap();
         let v1_spec = TokenSpec {
             version: TokenVersion::V1,
             chosen: Some(SecretString::from(V1_PLAIN)),

@@ -214,12 +214,7 @@ async fn issue_and_store(
         CreateError::ValueInUse => ApiError::field("token", "This token value is already in use."),
         CreateError::Store(e) => e.into(),
     })?;
-    let (record, issued_secret) = (made.record, made.secret);
-    let mut body = json::token(&ctx.base, &record, false);
-    if let Value::Object(o) = &mut body {
-        o.insert("token".into(), Value::String(issued_secret.expose().to_owned()));
-    }
-    Ok(created(body))
+    Ok(created(json::token_with_secret(&ctx.base, &made.record, &made.secret)))
 }
 
 /// `POST /api/users/tokens/`

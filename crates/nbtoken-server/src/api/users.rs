@@ -90,10 +90,7 @@ fn require_superuser(me: &User) -> ApiResult<()> {
 }
 
 fn valid_username(name: &str) -> ApiResult<()> {
-    let ok = !name.is_empty()
-        && name.chars().count() <= 150
-        && name.chars().all(|c| c.is_alphanumeric() || "@.+-_".contains(c));
-    if ok {
+    if nbtoken_core::password::valid_username(name) {
         Ok(())
     } else {
         Err(ApiError::field(
@@ -105,7 +102,7 @@ fn valid_username(name: &str) -> ApiResult<()> {
 
 async fn password_field(m: &Map<String, Value>) -> ApiResult<Option<String>> {
     let Some(pw) = opt_string(m, "password", 1024)? else { return Ok(None) };
-    if pw.chars().count() < 8 {
+    if !nbtoken_core::password::password_long_enough(&pw) {
         return Err(ApiError::field(
             "password",
             "This password is too short. It must contain at least 8 characters.",

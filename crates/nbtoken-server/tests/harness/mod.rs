@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 
 use nbtoken_core::{PepperId, PepperRing, SecretString, TokenVersion, V1Policy};
-use nbtoken_server::service::{create_token, TokenSpec};
+use nbtoken_server::service::{bootstrap_admin, create_token, TokenSpec};
 use nbtoken_server::Config;
-use nbtoken_store::{AnyStore, NewUser, PgStore, Store};
+use nbtoken_store::{AnyStore, PgStore};
 use reqwest::Method;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -117,19 +117,7 @@ impl Server {
         let store = backend.connect(dir.path()).await;
         let backend_kept = backend.clone();
         let hash = nbtoken_core::password::hash_password(ADMIN_PASSWORD).unwrap();
-        let admin = store
-            .create_user(NewUser {
-                username: "admin".into(),
-                password_hash: Some(hash),
-                is_active: true,
-                is_superuser: true,
-                can_grant_tokens: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let v2 =
-            create_token(&store, &peppers(), V1Policy::Allow, admin.id, TokenSpec::default()).await.unwrap();
+        let (admin, v2) = bootstrap_admin(&store, &peppers(), V1Policy::Allow, Some(hash), "").await.unwrap();
         create_token(
             &store,
             &peppers(),

@@ -2,9 +2,7 @@
 
 use anyhow::{anyhow, Result};
 use nbtoken_core::password::hash_password;
-use nbtoken_core::SecretString;
-use nbtoken_server::service::{create_token, TokenSpec};
-use nbtoken_store::{AnyStore, NewUser, Page, Store, UserFilter};
+use nbtoken_store::{AnyStore, Page, Store, UserFilter};
 
 use super::open_store;
 use crate::settings::{PepperSource, Settings};
@@ -27,25 +25,14 @@ pub(crate) async fn serve(settings: &mut Settings) -> Result<()> {
 
 /// First start: an `admin` superuser with a random password and a first v2 token, printed once.
 async fn bootstrap_admin(settings: &Settings, store: &AnyStore) -> Result<()> {
-    let generated = nbtoken_core::pepper::generate_value()?;
-    let password = SecretString::from(&generated.expose()[..24]);
+    let password = nbtoken_core::password::generate_password()?;
     let hash = hash_password(password.expose()).map_err(|e| anyhow!("{e}"))?;
-    let admin = store
-        .create_user(NewUser {
-            username: "admin".into(),
-            password_hash: Some(hash),
-            is_active: true,
-            is_superuser: true,
-            can_grant_tokens: true,
-            ..Default::default()
-        })
-        .await?;
-    let created = create_token(
+    let (_, created) = nbtoken_server::service::bootstrap_admin(
         store,
         &settings.peppers,
         settings.v1_policy,
-        admin.id,
-        TokenSpec { description: "created on first start".into(), ..Default::default() },
+        Some(hash),
+        "created on first start",
     )
     .await?;
     println!("First start: created superuser 'admin'. These are shown once; store them now.");

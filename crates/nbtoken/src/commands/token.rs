@@ -3,12 +3,11 @@
 use std::io::Read;
 
 use anyhow::{anyhow, bail, Context, Result};
-use nbtoken_core::{rotate, Secret, SecretString, TokenVersion};
+use nbtoken_core::{Secret, SecretString, TokenVersion};
 use nbtoken_server::json as api_json;
-use nbtoken_server::service::{create_token, Created, TokenSpec};
+use nbtoken_server::service::{create_token, rotate_token, Created, RotateTokenError, TokenSpec};
 use nbtoken_store::{AnyStore, Store, TokenFilter, TokenPatch};
 use serde_json::{json, Value};
-use time::OffsetDateTime;
 
 use super::{base, find_user, not_found, parse_duration, parse_expires, parse_nets, ALL};
 use crate::cli::{NewTokenOptions, TokenCommand, TokenCreateArgs, TokenImportArgs};
@@ -54,16 +53,14 @@ pub(crate) async fn token(settings: &Settings, store: &AnyStore, cmd: TokenComma
         }
         TokenCommand::Rotate { id, overlap, json } => {
             let overlap = parse_duration(&overlap)?;
-            let current = store.token(id).await?.ok_or_else(|| anyhow!("no token with id {id}"))?;
-            let now = OffsetDateTime::now_utc();
-            let r = rotate(&current.token.credential, &settings.peppers, now, overlap)?;
-            let record = store.rotate_token(id, r.pepper_id, r.digest, r.previous.clone()).await?;
-            tracing::info!(token_id = id, overlap_seconds = overlap.whole_seconds(), "token rotated");
+            let (record, r) =
+                rotate_token(store, &settings.peppers, id, overlap).await.map_err(|e| match e {
+                    RotateTokenError::NotFound => anyhow!("no token with id {id}"),
+                    other => other.into(),
+                })?;
             if json {
-                let mut v = api_json::token(&b, &record, false);
+                let mut v = api_json::token_with_secret(&b, &record, &r.secret);
                 if let Value::Object(o) = &mut v {
-                    let secret = r.token.expose().rsplit_once('.').map(|(_, s)| s).unwrap_or_default();
-                    o.insert("token".into(), json!(secret));
                     o.insert(
                         "previous_valid_until".into(),
                         r.previous
@@ -99,11 +96,7 @@ async fn set_enabled(store: &AnyStore, id: i64, enabled: bool) -> Result<()> {
 
 fn print_created(settings: &Settings, created: &Created, owner: &str, json: bool) {
     if json {
-        let mut v = api_json::token(&base(Some(settings)), &created.record, false);
-        if let Value::Object(o) = &mut v {
-            o.insert("token".into(), json!(created.secret.expose()));
-        }
-        print_json(&v);
+        print_json(&api_json::token_with_secret(&base(Some(settings)), &created.record, &created.secret));
     } else {
         let keyword = if created.record.token.version() == TokenVersion::V1 { "Token" } else { "Bearer" };
         println!("created token {} for {owner} (shown once; store it now):", created.record.token.id);

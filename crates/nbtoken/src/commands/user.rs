@@ -1,8 +1,7 @@
 //! `nbtoken user …`
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use nbtoken_core::password::hash_password;
-use nbtoken_core::SecretString;
 use nbtoken_server::json as api_json;
 use nbtoken_store::{AnyStore, NewUser, Store, UserFilter, UserPatch};
 use serde_json::Value;
@@ -15,6 +14,9 @@ use crate::settings::read_password_stdin;
 pub(crate) async fn user(store: &AnyStore, cmd: UserCommand) -> Result<()> {
     match cmd {
         UserCommand::Create { name, superuser, grant_tokens, password_stdin, json } => {
+            if !nbtoken_core::password::valid_username(&name) {
+                bail!("invalid username {name:?}: use 1 to 150 letters, digits and @ . + - _ (as the API requires)");
+            }
             let password_hash = if password_stdin {
                 let pw = read_password_stdin()?;
                 Some(hash_password(pw.expose()).map_err(|e| anyhow!("{e}"))?)
@@ -55,8 +57,7 @@ pub(crate) async fn user(store: &AnyStore, cmd: UserCommand) -> Result<()> {
             let (pw, generated) = if password_stdin {
                 (read_password_stdin()?, false)
             } else {
-                let v = nbtoken_core::pepper::generate_value()?;
-                (SecretString::from(&v.expose()[..24]), true)
+                (nbtoken_core::password::generate_password()?, true)
             };
             let hash = hash_password(pw.expose()).map_err(|e| anyhow!("{e}"))?;
             store

@@ -27,6 +27,14 @@ pub enum TokenVersion {
 }
 
 impl TokenVersion {
+    /// The `Authorization` keyword a client should send with a token of this version.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            TokenVersion::V1 => "Token",
+            TokenVersion::V2 => "Bearer",
+        }
+    }
+
     /// The integer NetBox stores and serialises (1 or 2).
     pub fn as_u8(self) -> u8 {
         match self {

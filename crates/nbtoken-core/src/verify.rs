@@ -46,7 +46,33 @@ impl Access {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AllowedIps(Vec<IpNet>);
 
+/// Most networks one token may be limited to (the API refuses longer lists).
+pub const MAX_ALLOWED_NETWORKS: usize = 100;
+
 impl AllowedIps {
+    /// One entry as NetBox's `inet[]` column takes it: a network in CIDR form, or a bare
+    /// address (one host). Surrounding whitespace is ignored.
+    pub fn parse_net(s: &str) -> Option<IpNet> {
+        let s = s.trim();
+        s.parse::<IpNet>().ok().or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+    }
+
+    /// A list of entries, each read by [`Self::parse_net`], duplicates dropped, at most
+    /// [`MAX_ALLOWED_NETWORKS`]. `Err(Some(i))`: entry `i` is not a network; `Err(None)`: too many.
+    pub fn parse_list<S: AsRef<str>>(items: &[S]) -> Result<Self, Option<usize>> {
+        if items.len() > MAX_ALLOWED_NETWORKS {
+            return Err(None);
+        }
+        let mut nets = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let net = Self::parse_net(item.as_ref()).ok_or(Some(i))?;
+            if !nets.contains(&net) {
+                nets.push(net);
+            }
+        }
+        Ok(Self(nets))
+    }
+
     /// Wraps a list of networks (host bits are kept as given, as NetBox stores them).
     pub fn new(nets: Vec<IpNet>) -> Self {
         Self(nets)

@@ -158,13 +158,12 @@ fn allowed_ips(items: &[String], id: i64) -> Result<AllowedIps> {
     if items.is_empty() {
         return Ok(AllowedIps::default());
     }
+    // NetBox's column is inet[], whose text form leaves out the prefix length of a single host.
     let nets = items
         .iter()
         .map(|item| {
-            // NetBox's column is inet[], whose text form leaves out the prefix length of a single host.
-            item.parse::<IpNet>()
-                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| corrupt(T, id, "allowed_ips", "is not an array of networks"))
+            AllowedIps::parse_net(item)
+                .ok_or_else(|| corrupt(T, id, "allowed_ips", "is not an array of networks"))
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(AllowedIps::new(nets))

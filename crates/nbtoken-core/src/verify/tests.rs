@@ -253,3 +253,16 @@ fn denial_messages_never_carry_secrets() {
         assert!(!detail.contains("ssssssss") && !detail.contains(&V1[..12]), "{detail}");
     }
 }
+
+#[test]
+fn network_lists_parse_as_netbox_stores_them() {
+    let ips = AllowedIps::parse_list(&[" 10.0.0.0/8", "192.0.2.7", "10.0.0.0/8", "2001:db8::/32"]).unwrap();
+    let shown: Vec<String> = ips.nets().iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
+    assert_eq!(AllowedIps::parse_list(&["10.0.0.0/8", "10.0.0.0/33"]).unwrap_err(), Some(1));
+    assert_eq!(AllowedIps::parse_list(&["example.com"]).unwrap_err(), Some(0));
+    let many: Vec<String> =
+        (0..=crate::verify::MAX_ALLOWED_NETWORKS).map(|i| format!("10.0.{}.0/24", i % 256)).collect();
+    assert_eq!(AllowedIps::parse_list(&many).unwrap_err(), None);
+    assert!(AllowedIps::parse_list::<&str>(&[]).unwrap().is_unrestricted());
+}

@@ -1,7 +1,6 @@
 //! Request bodies: JSON objects read field by field, with DRF-style errors.
 
 use axum::body::Bytes;
-use ipnet::IpNet;
 use nbtoken_core::AllowedIps;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -143,25 +142,23 @@ pub fn opt_allowed_ips(m: &Map<String, Value>, k: &str) -> ApiResult<Option<Allo
         Some(Value::String(s)) if s.trim().is_empty() => return Ok(Some(AllowedIps::default())),
         Some(_) => return Err(ApiError::field(k, "Expected a list of IP networks.")),
     };
-    if items.len() > 100 {
-        return Err(ApiError::field(k, "At most 100 networks may be given."));
-    }
-    let mut nets = Vec::with_capacity(items.len());
+    let mut texts = Vec::with_capacity(items.len());
     for item in items {
         let Value::String(s) = item else {
             return Err(ApiError::field(k, "Each entry must be a string such as \"10.0.0.0/8\"."));
         };
-        let s = s.trim();
-        let net = s
-            .parse::<IpNet>()
-            .ok()
-            .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
-            .ok_or_else(|| ApiError::field(k, format!("Invalid IP network: {}", truncate(s, 60))))?;
-        if !nets.contains(&net) {
-            nets.push(net);
+        texts.push(s.as_str());
+    }
+    match AllowedIps::parse_list(&texts) {
+        Ok(ips) => Ok(Some(ips)),
+        Err(None) => Err(ApiError::field(
+            k,
+            format!("At most {} networks may be given.", nbtoken_core::verify::MAX_ALLOWED_NETWORKS),
+        )),
+        Err(Some(i)) => {
+            Err(ApiError::field(k, format!("Invalid IP network: {}", truncate(texts[i].trim(), 60))))
         }
     }
-    Ok(Some(AllowedIps::new(nets)))
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -88,15 +88,10 @@ pub(crate) fn parse_duration(s: &str) -> Result<time::Duration> {
 
 /// Parses `--allowed-ip` values.
 pub(crate) fn parse_nets(values: &[String]) -> Result<nbtoken_core::AllowedIps> {
-    let mut nets = Vec::new();
-    for s in values {
-        let net = s
-            .parse::<ipnet::IpNet>()
-            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-            .map_err(|_| anyhow!("invalid --allowed-ip {s:?}: expected a CIDR such as 10.0.0.0/8"))?;
-        nets.push(net);
-    }
-    Ok(nbtoken_core::AllowedIps::new(nets))
+    nbtoken_core::AllowedIps::parse_list(values).map_err(|e| match e {
+        Some(i) => anyhow!("invalid --allowed-ip {:?}: expected a CIDR such as 10.0.0.0/8", values[i]),
+        None => anyhow!("at most {} --allowed-ip values", nbtoken_core::verify::MAX_ALLOWED_NETWORKS),
+    })
 }
 
 /// Parses `--expires`.

@@ -119,10 +119,7 @@ pub(crate) async fn doctor_remote(url: &str, token: Option<&str>, add: &mut impl
             return;
         }
     }
-    let scheme = match client.token_version() {
-        Some(TokenVersion::V1) => "Token",
-        _ => "Bearer",
-    };
+    let scheme = client.token_version().unwrap_or(TokenVersion::V2).keyword();
     match client.whoami().await {
         Ok(u) => add(
             "remote token",

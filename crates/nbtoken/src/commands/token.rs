@@ -98,7 +98,7 @@ fn print_created(settings: &Settings, created: &Created, owner: &str, json: bool
     if json {
         print_json(&api_json::token_with_secret(&base(Some(settings)), &created.record, &created.secret));
     } else {
-        let keyword = if created.record.token.version() == TokenVersion::V1 { "Token" } else { "Bearer" };
+        let keyword = created.record.token.version().keyword();
         println!("created token {} for {owner} (shown once; store it now):", created.record.token.id);
         println!("Authorization: {keyword} {}", created.token.expose());
     }
@@ -161,7 +161,7 @@ async fn import(settings: &Settings, store: &AnyStore, args: TokenImportArgs) ->
             "imported token {} for {} (key {})",
             created.record.token.id,
             owner.username,
-            created.token.expose().get(4..16).unwrap_or("")
+            nbtoken_core::migrate::TokenInfo::from(&created.record).display
         );
     }
     Ok(())

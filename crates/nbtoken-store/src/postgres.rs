@@ -194,11 +194,12 @@ impl Store for PgStore {
             ),
         };
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let id: i64 = sqlx::query_scalar(
+        let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO users_token (version, key, pepper_id, hmac_digest, plaintext, user_id, description, \
              created, expires, enabled, write_enabled, allowed_ips, prev_pepper_id, prev_hmac_digest, \
              prev_valid_until) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::inet[], $13, $14, $15) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::inet[], $13, $14, $15) \
+             ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(version)
         .bind(key)
@@ -215,9 +216,12 @@ impl Store for PgStore {
         .bind(previous.map(|p| pepper_column(p.pepper_id)))
         .bind(previous.map(|p| p.digest.to_hex()))
         .bind(previous.map(|p| truncate(p.valid_until)))
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;
+        // A taken key or v1 plaintext inserts nothing instead of failing: a unique violation
+        // would make PostgreSQL write the key, for v1 the plaintext, into its server log.
+        let id: i64 = id.ok_or(StoreError::Conflict(if version == 1 { "plaintext" } else { "key" }))?;
         let record = fetch_token_by_id(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
         tx.commit().await.map_err(map_err)?;
         Ok(record)

@@ -126,11 +126,16 @@ pub struct TokenKey(String);
 impl TokenKey {
     /// Parses a key, refusing anything but 12 characters of `[A-Za-z0-9]`.
     pub fn parse(s: &str) -> Result<Self, TokenError> {
-        if s.len() == KEY_LEN && is_alnum(s) {
+        if Self::is_valid(s) {
             Ok(Self(s.to_owned()))
         } else {
             Err(TokenError::InvalidKey { len: s.chars().count() })
         }
+    }
+
+    /// Whether `s` is a well-formed key, without allocating (the request path asks this).
+    pub fn is_valid(s: &str) -> bool {
+        s.len() == KEY_LEN && is_alnum(s)
     }
 
     /// A fresh key from the OS CSPRNG.

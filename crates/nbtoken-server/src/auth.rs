@@ -314,7 +314,7 @@ async fn check(
     }
     // A well-formed v2 key has a failure budget of its own.
     let limited_key = match credential {
-        Credential::V2 { key, .. } if nbtoken_core::TokenKey::parse(key).is_ok() => Some(key.as_str()),
+        Credential::V2 { key, .. } if nbtoken_core::TokenKey::is_valid(key) => Some(key.as_str()),
         _ => None,
     };
     if let Some(wait) = state.limiter.blocked_for(client_ip, limited_key) {
@@ -326,15 +326,18 @@ async fn check(
             cached(state, CacheKey::v1(plaintext.expose()), fetch).await
         }
         // A key of the wrong shape cannot exist; skip the lookup but not the HMAC.
-        Credential::V2 { key, .. } if nbtoken_core::TokenKey::parse(key).is_ok() => {
-            cached(state, CacheKey::V2(key.clone()), state.store.token_by_key(key)).await
-        }
-        Credential::V2 { .. } => Ok(None),
+        Credential::V2 { key, .. } => match CacheKey::v2(key) {
+            Some(cache_key) => cached(state, cache_key, state.store.token_by_key(key)).await,
+            None => Ok(None),
+        },
     }
     .map_err(|e| Refusal::new(Outcome::StoreError, e))?;
     if let Some(r) = &record {
         seen.token_id = Some(r.token.id);
-        if let nbtoken_core::StoredCredential::V2 { key, .. } = &r.token.credential {
+        // Only a metrics label needs the key, and only when the operator turned those on.
+        if let (true, nbtoken_core::StoredCredential::V2 { key, .. }) =
+            (state.config.metrics_token_keys, &r.token.credential)
+        {
             seen.key = Some(key.as_str().to_owned());
         }
     }

@@ -25,13 +25,21 @@ const MAX_ENTRIES: usize = 200_000;
 /// How a row is found: by v2 key, or by the SHA-256 of a v1 plaintext (never the plaintext itself).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum CacheKey {
-    /// A v2 key.
-    V2(String),
+    /// A well-formed v2 key (12 ASCII characters), held inline so a lookup allocates nothing.
+    V2([u8; nbtoken_core::token::KEY_LEN]),
     /// SHA-256 of a v1 plaintext.
     V1([u8; 32]),
 }
 
 impl CacheKey {
+    /// The key for a v2 key; `None` unless it is well-formed (no token can have another).
+    pub fn v2(key: &str) -> Option<Self> {
+        if !nbtoken_core::TokenKey::is_valid(key) {
+            return None;
+        }
+        key.as_bytes().try_into().ok().map(CacheKey::V2)
+    }
+
     /// The key for a v1 plaintext.
     pub fn v1(plaintext: &str) -> Self {
         CacheKey::V1(Sha256::digest(plaintext.as_bytes()).into())
@@ -237,18 +245,21 @@ mod tests {
     #[test]
     fn entries_expire_and_invalidate() {
         let c = TokenCache::new(Duration::from_secs(60));
-        c.insert(CacheKey::V2("a".into()), record(1, 10), 0);
-        c.insert(CacheKey::V2("b".into()), record(2, 10), 0);
-        c.insert(CacheKey::V2("c".into()), record(3, 11), 0);
+        c.insert(CacheKey::v2("AbCdEfGhIjKa").unwrap(), record(1, 10), 0);
+        c.insert(CacheKey::v2("AbCdEfGhIjKb").unwrap(), record(2, 10), 0);
+        c.insert(CacheKey::v2("AbCdEfGhIjKc").unwrap(), record(3, 11), 0);
         c.insert(CacheKey::v1("plain"), record(4, 12), 0);
-        assert!(c.get(&CacheKey::V2("a".into())).is_some());
+        assert!(c.get(&CacheKey::v2("AbCdEfGhIjKa").unwrap()).is_some());
         assert!(c.get(&CacheKey::v1("plain")).is_some());
         assert!(c.get(&CacheKey::v1("other")).is_none());
+        // Only well-formed keys have a cache key (no token can have another).
+        assert!(CacheKey::v2("short").is_none() && CacheKey::v2("AbCdEfGhIjK!").is_none());
+        assert!(CacheKey::v2("AbCdEfGhIjKaX").is_none());
         c.apply(Change::Token(1));
-        assert!(c.get(&CacheKey::V2("a".into())).is_none());
+        assert!(c.get(&CacheKey::v2("AbCdEfGhIjKa").unwrap()).is_none());
         c.apply(Change::User(10));
-        assert!(c.get(&CacheKey::V2("b".into())).is_none());
-        assert!(c.get(&CacheKey::V2("c".into())).is_some());
+        assert!(c.get(&CacheKey::v2("AbCdEfGhIjKb").unwrap()).is_none());
+        assert!(c.get(&CacheKey::v2("AbCdEfGhIjKc").unwrap()).is_some());
         c.apply(Change::Resync);
         assert!(c.is_empty());
     }
@@ -256,12 +267,12 @@ mod tests {
     #[test]
     fn ttl_bounds_staleness() {
         let c = TokenCache::new(Duration::from_millis(30));
-        c.insert(CacheKey::V2("a".into()), record(1, 1), 0);
-        assert!(c.get(&CacheKey::V2("a".into())).is_some());
+        c.insert(CacheKey::v2("AbCdEfGhIjKa").unwrap(), record(1, 1), 0);
+        assert!(c.get(&CacheKey::v2("AbCdEfGhIjKa").unwrap()).is_some());
         std::thread::sleep(Duration::from_millis(40));
-        assert!(c.get(&CacheKey::V2("a".into())).is_none());
+        assert!(c.get(&CacheKey::v2("AbCdEfGhIjKa").unwrap()).is_none());
         let off = TokenCache::new(Duration::ZERO);
-        off.insert(CacheKey::V2("a".into()), record(1, 1), 0);
+        off.insert(CacheKey::v2("AbCdEfGhIjKa").unwrap(), record(1, 1), 0);
         assert!(off.is_empty());
     }
 
@@ -303,16 +314,16 @@ mod tests {
         // Read started, then the token (or its user) changed, then the read finished.
         let before = c.generation();
         c.invalidate_token(1);
-        c.insert(CacheKey::V2("a".into()), record(1, 10), before);
-        assert!(c.get(&CacheKey::V2("a".into())).is_none());
+        c.insert(CacheKey::v2("AbCdEfGhIjKa").unwrap(), record(1, 10), before);
+        assert!(c.get(&CacheKey::v2("AbCdEfGhIjKa").unwrap()).is_none());
         let before = c.generation();
         c.apply(Change::User(10));
         c.insert_user(user(10), before);
         assert!(c.user(10).is_none());
         // Without a change in between, both are kept.
         let now = c.generation();
-        c.insert(CacheKey::V2("a".into()), record(1, 10), now);
+        c.insert(CacheKey::v2("AbCdEfGhIjKa").unwrap(), record(1, 10), now);
         c.insert_user(user(10), now);
-        assert!(c.get(&CacheKey::V2("a".into())).is_some() && c.user(10).is_some());
+        assert!(c.get(&CacheKey::v2("AbCdEfGhIjKa").unwrap()).is_some() && c.user(10).is_some());
     }
 }

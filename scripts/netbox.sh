@@ -7,7 +7,8 @@
 #   scripts/netbox.sh prepare    # idempotent; prints the directory to export as NBTOKEN_TEST_NETBOX
 #   scripts/netbox.sh reset      # drops the template and the virtualenv, so the next prepare rebuilds them
 #
-# Environment: NBTOKEN_TEST_CACHE (default ~/.cache/nbtoken-test), NBTOKEN_TEST_PG_URL
+# Environment: NBTOKEN_TEST_CACHE (default ~/.cache/nbtoken-test), NBTOKEN_TEST_NETBOX_TEMPLATE
+# (the template database's name), NBTOKEN_TEST_PG_URL
 # (default postgres://postgres@127.0.0.1:5432/postgres). Progress goes to stderr, the
 # directory alone to stdout.
 set -euo pipefail
@@ -16,7 +17,7 @@ NETBOX_VERSION="${NBTOKEN_TEST_NETBOX_VERSION:-4.7.3}"
 CACHE="${NBTOKEN_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nbtoken-test}"
 ROOT="$CACHE/netbox-$NETBOX_VERSION"
 PG_URL="${NBTOKEN_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-TEMPLATE="nbtoken_netbox_tpl_${NETBOX_VERSION//./_}"
+TEMPLATE="${NBTOKEN_TEST_NETBOX_TEMPLATE:-nbtoken_netbox_tpl_${NETBOX_VERSION//./_}}"
 
 say() { printf 'netbox: %s\n' "$*" >&2; }
 die() { printf 'netbox: error: %s\n' "$*" >&2; exit 1; }

@@ -28,10 +28,12 @@ as_root() {
 step "system packages (Debian)"
 # command → package. Each is what a suite runs for real: curl and nginx (forward-auth, TLS),
 # Caddy and HAProxy (forward-auth), psql and redis-server (NetBox), openssl (certificates),
-# python3-venv (pynetbox and NetBox virtualenvs).
+# python3-venv (pynetbox and NetBox virtualenvs), systemd-analyze and groff (the packaged unit
+# and the man page).
 declare -A want=(
   [curl]=curl [nginx]=nginx-light [caddy]=caddy [haproxy]=haproxy [psql]=postgresql-client
   [redis-server]=redis-server [openssl]=openssl
+  [systemd-analyze]=systemd [groff]=groff-base
 )
 missing=()
 for cmd in "${!want[@]}"; do

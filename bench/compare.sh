@@ -3,9 +3,9 @@
 #
 #   bench/compare.sh OLD_BINARY NEW_BINARY      (ROUNDS=3 DURATION=8s CONNECTIONS=16)
 #
-# e.g.  git stash; cargo build --release -p nbtoken; cp target/release/nbtoken /tmp/nbtoken-old
-#       git stash pop; cargo build --release -p nbtoken
-#       bench/compare.sh /tmp/nbtoken-old target/release/nbtoken
+# e.g.  git stash; cargo build --profile profiling -p nbtoken; cp target/profiling/nbtoken /tmp/nbtoken-old
+#       git stash pop; cargo build --profile profiling -p nbtoken
+#       bench/compare.sh /tmp/nbtoken-old target/profiling/nbtoken
 #
 # Both binaries serve the same SQLite store (created by OLD_BINARY; so NEW_BINARY must not add
 # SQLite migrations, or OLD_BINARY cannot open the store again) in turn, ROUNDS times,

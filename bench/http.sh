@@ -3,7 +3,7 @@
 #
 #   bench/http.sh [sqlite|postgres|both]      (DURATION=10s CONNECTIONS=16 to change the load)
 #
-# Builds in release mode, seeds a fresh store, starts `nbtoken serve`, and drives it with wrk
+# Builds the profiling profile (release code, line tables), seeds a fresh store, starts `nbtoken serve`, and drives it with wrk
 # (Debian package `wrk`) on loopback: /livez (no authentication, no database: the baseline),
 # /healthz (no authentication, one database ping), /api/authentication-check/ with a valid
 # v2 token (authentication, then the caller's user: from the cache, or one database read
@@ -21,8 +21,8 @@ CONNECTIONS="${CONNECTIONS:-16}"
 PG_URL="${NBTOKEN_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release -q -p nbtoken
-BIN="$PWD/target/release/nbtoken"
+cargo build --profile profiling -q -p nbtoken
+BIN="$PWD/target/profiling/nbtoken"
 WORK="$(mktemp -d)"
 SERVER_PID=""
 cleanup() {

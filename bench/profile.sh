@@ -3,7 +3,7 @@
 #
 #   bench/profile.sh [ROUTE]        (default /api/status/ with a valid v2 token; DURATION=10s)
 #
-# Builds in release mode, seeds a SQLite store with one token, starts the server under
+# Builds the profiling profile (release code with line tables), seeds a SQLite store with one token, starts the server under
 # `perf record -e cpu-clock` (a software clock, so it works in VMs without hardware
 # counters), drives it with wrk, then prints the share of samples per binary (server,
 # kernel, libc) and the top symbols. The raw profile stays in target/bench/perf.data
@@ -15,8 +15,8 @@ DURATION="${DURATION:-10s}"
 for tool in wrk perf python3; do
   command -v "$tool" >/dev/null || { echo "$tool is needed (Debian packages wrk, linux-perf, python3)" >&2; exit 1; }
 done
-cargo build --release -q -p nbtoken
-BIN="$PWD/target/release/nbtoken"
+cargo build --profile profiling -q -p nbtoken
+BIN="$PWD/target/profiling/nbtoken"
 mkdir -p target/bench
 DATA="$PWD/target/bench/perf.data"
 WORK="$(mktemp -d)"

@@ -5,7 +5,7 @@
 #
 # 1. In process: `cargo bench -p nbtoken-core --bench verify` (criterion), reported as
 #    medians and as ratios to one bare HMAC-SHA256 measured in the same run.
-# 2. Through the server: bench/http.sh both (release build, wrk on loopback, SQLite and
+# 2. Through the server: bench/http.sh both (profiling build: release code with line tables, wrk on loopback, SQLite and
 #    PostgreSQL).
 # 3. Store size and last_used writes: bench/store.sh both (1,000 vs 1,000,000 tokens;
 #    writes counted by a trigger under sustained load).

@@ -4,8 +4,8 @@
 #   bench/scan.sh [FILES]          (default 20000 files; RUNS=10 to change the sample)
 #
 # Generates a synthetic source tree under /tmp (Python, Go, JS, YAML, Markdown, .env;
-# about 1 file in 100 holds a v2 token, 1 in 100 a v1 `Token` header), builds in release
-# mode, and times with hyperfine (Debian package `hyperfine`; falls back to `time`):
+# about 1 file in 100 holds a v2 token, 1 in 100 a v1 `Token` header), builds the profiling
+# profile, and times with hyperfine (Debian package `hyperfine`; falls back to `time`):
 #   1. rg with the main v2 regex (the same pattern as rule nbtoken-v2-token),
 #   2. rg with all five rules' patterns (taken from `nbtoken scan --export-gitleaks`),
 #   3. nbtoken scan (all five rules, positions, redaction, fingerprints, text output).
@@ -18,8 +18,8 @@ FILES="${1:-20000}"
 RUNS="${RUNS:-10}"
 command -v rg >/dev/null || { echo "ripgrep is needed: apt-get install -y ripgrep" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is needed to generate the tree" >&2; exit 1; }
-cargo build --release -q -p nbtoken
-BIN="$PWD/target/release/nbtoken"
+cargo build --profile profiling -q -p nbtoken
+BIN="$PWD/target/profiling/nbtoken"
 TREE="$(mktemp -d /tmp/nbtoken-scan-bench.XXXXXX)"
 trap 'rm -rf "$TREE"' EXIT
 

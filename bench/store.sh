@@ -34,8 +34,8 @@ done
 [ "$which" = postgres ] || command -v sqlite3 >/dev/null || { echo "sqlite3 is needed: apt-get install -y sqlite3" >&2; exit 1; }
 [ "$which" = sqlite ] || command -v psql >/dev/null || { echo "psql is needed: apt-get install -y postgresql-client" >&2; exit 1; }
 
-cargo build --release -q -p nbtoken
-BIN="$PWD/target/release/nbtoken"
+cargo build --profile profiling -q -p nbtoken
+BIN="$PWD/target/profiling/nbtoken"
 WORK="$(mktemp -d)"
 SERVER_PID=""
 SCHEMAS=()

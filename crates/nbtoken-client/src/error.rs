@@ -85,14 +85,9 @@ impl fmt::Display for ClientError {
     }
 }
 
-impl std::error::Error for ClientError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ClientError::MalformedToken(p) => Some(p),
-            _ => None,
-        }
-    }
-}
+// No `source()`: `Display` already includes the token problem, and a source
+// would print it twice in a chain (`malformed API token…: X: X`).
+impl std::error::Error for ClientError {}
 
 impl From<TokenProblem> for ClientError {
     fn from(p: TokenProblem) -> Self {

@@ -59,6 +59,12 @@ pub struct User {
     /// Last password login.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_login: Option<OffsetDateTime>,
+    /// The groups the user belongs to (nested objects; `None` when the server leaves them out).
+    #[serde(default)]
+    pub groups: Option<Vec<serde_json::Value>>,
+    /// The object permissions assigned to the user directly (nested objects; `None` when left out).
+    #[serde(default)]
+    pub permissions: Option<Vec<serde_json::Value>>,
 }
 
 fn yes() -> bool {

@@ -69,6 +69,31 @@ pub enum Finalize {
     NoReplacement,
 }
 
+/// What `apply` does with one v1 token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Apply {
+    /// No replacement yet, and the token may still be used: create one.
+    Create,
+    /// A replacement exists already.
+    AlreadyReplaced,
+    /// Disabled: nothing uses it, so it gets no replacement.
+    SkipDisabled,
+    /// Expired: a replacement would have to expire in the past, which NetBox refuses.
+    SkipExpired,
+}
+
+impl Apply {
+    /// Why a token is skipped, for the per-token report; `None` for [`Apply::Create`].
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Apply::Create => None,
+            Apply::AlreadyReplaced => Some("already has a replacement"),
+            Apply::SkipDisabled => Some("skipped: disabled (enable it first if it is still needed)"),
+            Apply::SkipExpired => Some("skipped: expired (extend its expiry first if it is still needed)"),
+        }
+    }
+}
+
 /// The marker that ties a replacement to its v1 token.
 pub fn marker(v1_id: i64) -> String {
     format!("[replaces v1 #{v1_id}]")
@@ -113,6 +138,19 @@ pub fn plan(tokens: &[TokenInfo]) -> Vec<PlanItem> {
         .collect();
     items.sort_by_key(|i| i.v1.id);
     items
+}
+
+/// What `apply` does with a v1 token at time `now`.
+pub fn apply_decision(item: &PlanItem, now: OffsetDateTime) -> Apply {
+    if item.replacement.is_some() {
+        Apply::AlreadyReplaced
+    } else if !item.v1.enabled {
+        Apply::SkipDisabled
+    } else if item.v1.expires.is_some_and(|e| e <= now) {
+        Apply::SkipExpired
+    } else {
+        Apply::Create
+    }
 }
 
 /// Whether a v1 token may be revoked: only once its replacement has been used.
@@ -186,6 +224,25 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].replacement.as_ref().map(|r| r.id), Some(5));
         assert_eq!(p[1].replacement, None);
+    }
+
+    #[test]
+    fn apply_skips_disabled_and_expired_tokens_and_counts_replaced_ones_apart() {
+        let now = datetime!(2026-06-01 0:00 UTC);
+        let mut item = PlanItem { v1: tok(1, TokenVersion::V1, 1, ""), replacement: None };
+        assert_eq!(apply_decision(&item, now), Apply::Create);
+        item.v1.expires = Some(now + Duration::minutes(1));
+        assert_eq!(apply_decision(&item, now), Apply::Create);
+        item.v1.expires = Some(now);
+        assert_eq!(apply_decision(&item, now), Apply::SkipExpired);
+        item.v1.expires = None;
+        item.v1.enabled = false;
+        assert_eq!(apply_decision(&item, now), Apply::SkipDisabled);
+        // A disabled token with a replacement counts as replaced; one without does not.
+        item.replacement = Some(tok(2, TokenVersion::V2, 1, "[replaces v1 #1]"));
+        assert_eq!(apply_decision(&item, now), Apply::AlreadyReplaced);
+        assert_eq!(Apply::Create.reason(), None);
+        assert!(Apply::SkipExpired.reason().unwrap().contains("expired"));
     }
 
     #[test]

@@ -15,20 +15,75 @@ impl std::fmt::Display for PasswordError {
 
 impl std::error::Error for PasswordError {}
 
-/// Shortest password accepted (Django's `MinimumLengthValidator` default), by the API and the CLI alike.
-pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Shortest password accepted, by the API and the CLI alike: NetBox 4.7's default
+/// `AUTH_PASSWORD_VALIDATORS` set Django's `MinimumLengthValidator` to 12.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// Django's `MinimumLengthValidator` message for [`MIN_PASSWORD_CHARS`].
+pub const MSG_PASSWORD_TOO_SHORT: &str =
+    "This password is too short. It must contain at least 12 characters.";
+/// NetBox's `AlphanumericPasswordValidator` messages; it reports only the first that applies.
+pub const MSG_PASSWORD_NO_DIGIT: &str = "Password must have at least one numeral.";
+/// See [`MSG_PASSWORD_NO_DIGIT`].
+pub const MSG_PASSWORD_NO_UPPER: &str = "Password must have at least one uppercase letter.";
+/// See [`MSG_PASSWORD_NO_DIGIT`].
+pub const MSG_PASSWORD_NO_LOWER: &str = "Password must have at least one lowercase letter.";
+
+/// A password NetBox 4.7's default validators refuse, with every reason in NetBox's words and order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeakPassword(Vec<&'static str>);
+
+impl WeakPassword {
+    /// The reasons, as NetBox lists them (length first, then the first missing character class).
+    pub fn messages(&self) -> &[&'static str] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for WeakPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(" "))
+    }
+}
+
+impl std::error::Error for WeakPassword {}
+
+/// Applies NetBox 4.7's default password rules: at least [`MIN_PASSWORD_CHARS`] characters
+/// (Unicode scalar values, as Python counts), a digit, an uppercase and a lowercase letter.
+/// Django runs every validator and reports each one's error; NetBox's
+/// `AlphanumericPasswordValidator` stops at its first missing class.
+pub fn check_password(password: &str) -> Result<(), WeakPassword> {
+    let mut problems = Vec::new();
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        problems.push(MSG_PASSWORD_TOO_SHORT);
+    }
+    if !password.chars().any(char::is_numeric) {
+        problems.push(MSG_PASSWORD_NO_DIGIT);
+    } else if !password.chars().any(char::is_uppercase) {
+        problems.push(MSG_PASSWORD_NO_UPPER);
+    } else if !password.chars().any(char::is_lowercase) {
+        problems.push(MSG_PASSWORD_NO_LOWER);
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(WeakPassword(problems))
+    }
+}
 
 /// Longest username (Django's `User.username`).
 pub const MAX_USERNAME_CHARS: usize = 150;
 
-/// A random password for a new or reset account: 24 characters of `[A-Za-z0-9]` from the OS CSPRNG (~143 bits).
+/// A random password for a new or reset account: 24 characters of `[A-Za-z0-9]` from the OS
+/// CSPRNG (~143 bits), drawn again until it passes [`check_password`] (about one draw in 30
+/// lacks a digit or a case).
 pub fn generate_password() -> Result<crate::SecretString, crate::TokenError> {
-    crate::token::random_alnum(24).map(|s| crate::SecretString::new(s.to_string()))
-}
-
-/// Whether `password` is long enough.
-pub fn password_long_enough(password: &str) -> bool {
-    password.chars().count() >= MIN_PASSWORD_CHARS
+    loop {
+        let candidate = crate::token::random_alnum(24)?;
+        if check_password(&candidate).is_ok() {
+            return Ok(crate::SecretString::new(candidate.to_string()));
+        }
+    }
 }
 
 /// Whether `name` is a username Django accepts: 1 to 150 letters, digits and `@ . + - _`.
@@ -68,11 +123,32 @@ mod tests {
         for bad in ["", "has space", "semi;colon", "slash/", "quote'", &"u".repeat(151)] {
             assert!(!valid_username(bad), "{bad:?}");
         }
-        assert!(password_long_enough("12345678") && password_long_enough("ééééééé€"));
-        assert!(!password_long_enough("1234567") && !password_long_enough(""));
         let (a, b) = (generate_password().unwrap(), generate_password().unwrap());
         assert_eq!(a.expose().len(), 24);
         assert!(a.expose().bytes().all(|c| c.is_ascii_alphanumeric()) && a.expose() != b.expose());
+        for _ in 0..200 {
+            assert_eq!(check_password(generate_password().unwrap().expose()), Ok(()));
+        }
+    }
+
+    fn check(password: &str, expected: &[&str]) {
+        let got = check_password(password).err().map(|e| e.messages().to_vec()).unwrap_or_default();
+        assert_eq!(got, expected, "{password:?}");
+    }
+
+    #[test]
+    fn password_rules_match_netbox_4_7_defaults() {
+        check("Abcdefghijk1", &[]);
+        check("ÉÉÉÉÉÉÉÉÉÉé٣", &[]); // twelve characters, not bytes; Unicode digits and cases count
+        check("Abcdefghij1", &[MSG_PASSWORD_TOO_SHORT]);
+        check("abc", &[MSG_PASSWORD_TOO_SHORT, MSG_PASSWORD_NO_DIGIT]);
+        check("", &[MSG_PASSWORD_TOO_SHORT, MSG_PASSWORD_NO_DIGIT]);
+        // The alphanumeric validator names only the first class missing.
+        check("abcdefghijkl", &[MSG_PASSWORD_NO_DIGIT]);
+        check("abcdefghijk1", &[MSG_PASSWORD_NO_UPPER]);
+        check("ABCDEFGHIJK1", &[MSG_PASSWORD_NO_LOWER]);
+        check("123456789012", &[MSG_PASSWORD_NO_UPPER]);
+        check("admin-password-123", &[MSG_PASSWORD_NO_UPPER]);
     }
 
     use super::*;

@@ -43,8 +43,16 @@ impl Access {
 }
 
 /// The networks a token may be used from; empty means anywhere.
+///
+/// Like NetBox's nullable `allowed_ips` array, "anywhere" has two forms that mean the same:
+/// not set (`null`, the [`Default`]: tokens made outside the REST API) and an empty list
+/// (`[]`: what NetBox's REST API stores when a client sends none), kept apart only so that
+/// a token reads back as NetBox would show it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AllowedIps(Vec<IpNet>);
+pub struct AllowedIps {
+    nets: Vec<IpNet>,
+    listed: bool,
+}
 
 /// Most networks one token may be limited to (the API refuses longer lists).
 pub const MAX_ALLOWED_NETWORKS: usize = 100;
@@ -70,29 +78,40 @@ impl AllowedIps {
                 nets.push(net);
             }
         }
-        Ok(Self(nets))
+        Ok(Self::new(nets))
     }
 
-    /// Wraps a list of networks (host bits are kept as given, as NetBox stores them).
+    /// Wraps a list of networks (host bits are kept as given, as NetBox stores them); an
+    /// empty list is the `[]` form of "anywhere".
     pub fn new(nets: Vec<IpNet>) -> Self {
-        Self(nets)
+        Self { nets, listed: true }
+    }
+
+    /// No restriction as an empty list, `[]`: what NetBox's REST API stores by default.
+    pub fn empty_list() -> Self {
+        Self::new(Vec::new())
     }
 
     /// The networks.
     pub fn nets(&self) -> &[IpNet] {
-        &self.0
+        &self.nets
     }
 
-    /// Whether no restriction is set.
+    /// Whether no restriction is set (`null` or `[]`).
     pub fn is_unrestricted(&self) -> bool {
-        self.0.is_empty()
+        self.nets.is_empty()
+    }
+
+    /// Whether this is a list (`[]` or networks) rather than not set (`null`).
+    pub fn is_list(&self) -> bool {
+        self.listed
     }
 
     /// Whether `ip` may use the token. An IPv4-mapped IPv6 address
     /// (`::ffff:10.0.0.1`) is checked as the IPv4 address it carries.
     pub fn permits(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.0.is_empty() || self.0.iter().any(|net| net.contains(&ip))
+        self.nets.is_empty() || self.nets.iter().any(|net| net.contains(&ip))
     }
 }
 

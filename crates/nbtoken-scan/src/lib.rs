@@ -59,17 +59,49 @@ impl Default for ScanConfig {
 pub enum Liveness {
     /// The server accepted it: revoke it now.
     Live,
+    /// The token exists (its secret matched), but the server refused this
+    /// request because of a restriction on the token (its allowed source
+    /// networks): it works from there, so it counts as live. NetBox checks the
+    /// address before `enabled` and the expiry, which therefore cannot be seen
+    /// from here. Revoke it now.
+    LiveRestricted(Restriction),
     /// The server refused it (unknown, disabled, expired or revoked).
     Dead,
     /// No answer that decides (network error, unexpected status).
     Unknown,
 }
 
+/// Why a live token was refused the request that checked it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restriction {
+    /// The checking address is outside the token's allowed IPs (NetBox: `Source IP … is not permitted`).
+    SourceIp,
+}
+
+impl Restriction {
+    /// A short name, as JSON shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restriction::SourceIp => "allowed_ips",
+        }
+    }
+
+    /// What it means, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Restriction::SourceIp => {
+                "the token exists but is restricted to its allowed IPs, which do not include this address \
+                 (whether it is enabled and unexpired cannot be seen from here)"
+            }
+        }
+    }
+}
+
 impl Liveness {
     /// `true`, `false` or `unknown`, as text and JSON show it.
     pub fn as_str(self) -> &'static str {
         match self {
-            Liveness::Live => "true",
+            Liveness::Live | Liveness::LiveRestricted(_) => "true",
             Liveness::Dead => "false",
             Liveness::Unknown => "unknown",
         }

@@ -23,8 +23,10 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     for f in &report.findings {
         let r = f.rule();
         write!(out, "{}:{}:{}: {} [{}] {}", f.path(), f.line(), f.column(), r.id, r.severity, f.redacted())?;
-        if let Some(live) = f.liveness() {
-            write!(out, " (live: {})", live.as_str())?;
+        match f.liveness() {
+            Some(crate::Liveness::LiveRestricted(r)) => write!(out, " (live: true, {})", r.describe())?,
+            Some(live) => write!(out, " (live: {})", live.as_str())?,
+            None => {}
         }
         writeln!(out)?;
         writeln!(out, "    {}", r.description)?;
@@ -75,10 +77,13 @@ fn finding_json(f: &Finding) -> Value {
     });
     if let Some(live) = f.liveness() {
         v["live"] = match live {
-            crate::Liveness::Live => Value::Bool(true),
+            crate::Liveness::Live | crate::Liveness::LiveRestricted(_) => Value::Bool(true),
             crate::Liveness::Dead => Value::Bool(false),
             crate::Liveness::Unknown => Value::String("unknown".into()),
         };
+        if let crate::Liveness::LiveRestricted(r) = live {
+            v["live_restriction"] = Value::String(r.as_str().into());
+        }
     }
     v
 }
@@ -144,6 +149,9 @@ pub fn sarif(report: &Report) -> Value {
             });
             if let Some(live) = f.liveness() {
                 result["properties"] = json!({ "live": live.as_str() });
+                if let crate::Liveness::LiveRestricted(r) = live {
+                    result["properties"]["liveRestriction"] = json!(r.as_str());
+                }
             }
             result
         })

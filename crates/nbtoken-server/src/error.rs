@@ -1,6 +1,12 @@
 //! API errors, answered as NetBox answers them: a status and a JSON body.
+//!
+//! Handlers answer with [`ApiError`]; what answers before a handler runs (axum's
+//! extractor rejections, the body limit, the request timeout) is rewritten by
+//! [`json_errors`], so every error a client sees is JSON with a `detail`.
 
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nbtoken_store::StoreError;
@@ -94,6 +100,11 @@ impl ApiError {
         }
     }
 
+    /// `{"detail": msg}` with this status and `Retry-After: secs`: the server is busy, not the client wrong.
+    pub fn busy(status: StatusCode, msg: impl Into<String>, secs: u64) -> Self {
+        Self { retry_after: Some(secs.max(1)), ..Self::detail(status, msg) }
+    }
+
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -150,11 +161,65 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, Json(self.body)).into_response();
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
-            resp.extensions_mut().insert(RateLimited);
+            if self.status == StatusCode::TOO_MANY_REQUESTS {
+                resp.extensions_mut().insert(RateLimited);
+            }
         }
         if self.store_failure {
             resp.extensions_mut().insert(StoreFailure);
         }
         resp
+    }
+}
+
+/// Largest error body [`json_errors`] reads to tell rejections apart (axum's are a line).
+const MAX_REJECTION_BYTES: usize = 4096;
+
+/// Middleware: every error answer (4xx, 5xx) that is not already JSON becomes
+/// `{"detail": "…"}` with the same status and headers (`Retry-After`, `Allow`).
+///
+/// axum's rejections are plain text and some quote what the client sent (a path
+/// parameter's value); the text is read only to pick one of the fixed messages of
+/// [`rejection_detail`], never copied into the answer.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&resp) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_BYTES).await.unwrap_or_default();
+    let detail = rejection_detail(status, &text);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let body = serde_json::to_vec(&json!({ "detail": detail })).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+fn is_json(resp: &Response) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"))
+}
+
+/// The `detail` for a plain-text (or empty) error answer of this status and body.
+/// Fixed texts only: nothing of the request is echoed.
+pub fn rejection_detail(status: StatusCode, text: &[u8]) -> String {
+    let text = String::from_utf8_lossy(text);
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("Request body too large: the limit is {} bytes.", crate::MAX_BODY_BYTES)
+        }
+        StatusCode::REQUEST_TIMEOUT => "The request took too long and was cancelled.".to_owned(),
+        StatusCode::BAD_REQUEST if text.contains("UTF-8") && text.starts_with("Invalid URL") => {
+            "Invalid URL: the path is not valid UTF-8 once percent-decoded.".to_owned()
+        }
+        StatusCode::BAD_REQUEST if text.starts_with("Invalid URL") => "Invalid URL.".to_owned(),
+        StatusCode::BAD_REQUEST if text.starts_with("Failed to buffer the request body") => {
+            "The request body could not be read.".to_owned()
+        }
+        s if s.is_server_error() => "The server could not complete the request.".to_owned(),
+        s => format!("{}.", s.canonical_reason().unwrap_or("Request refused")),
     }
 }

@@ -55,6 +55,32 @@ const HOST_HEADERS: [&str; 2] = ["x-forwarded-host", "x-original-host"];
 const MSG_NOT_PROVIDED: &str = "Authentication credentials were not provided.";
 
 /// `ANY /auth/forward[/…]`: the forward-auth check.
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options, trace),
+    path = "/auth/forward",
+    tag = "forward-auth",
+    description = "Authenticates the `Authorization` header a reverse proxy passes on, as the API does. \
+        Any method (also `/auth/forward/` and `/auth/forward/{path}`); the original method \
+        (`X-Forwarded-Method`, `X-Original-Method`, or the request's own) decides whether write \
+        permission is needed. Refusals are JSON with a `detail`, which the proxy returns to the client.",
+    security((), ("tokenAuth" = [])),
+    responses(
+        (status = 200, description = "Allowed; identity headers for the upstream", headers(
+            ("X-Nbtoken-User" = String, description = "The user's name"),
+            ("X-Nbtoken-User-Id" = i64, description = "The user's id"),
+            ("X-Nbtoken-Token-Id" = i64, description = "The token's id"),
+            ("X-Nbtoken-Token-Version" = u8, description = "1 or 2"),
+            ("X-Nbtoken-Write-Enabled" = bool, description = "Whether the token may write"),
+        )),
+        (status = 400, description = "A malformed forwarding header from a trusted proxy", body = crate::api::schema::Detail),
+        (status = 401, description = "No credentials, or a token that is not valid", body = crate::api::schema::Detail,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"nbtoken\"`"))),
+        (status = 403, description = "A valid token that may not do this (read-only token, network, v1 policy)", body = crate::api::schema::Detail),
+        (status = 429, description = "Too many failed attempts from this client or on this key", body = crate::api::schema::Detail,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The token database is unavailable", body = crate::api::schema::Detail),
+    )
+)]
 pub async fn check(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -62,7 +88,12 @@ pub async fn check(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let client_ip = match crate::client_ip::client_ip(peer, &headers, &state.config.trusted_proxies) {
+    let client_ip = match crate::client_ip::client_ip(
+        peer,
+        &headers,
+        &state.config.trusted_proxies,
+        &state.config.client_ip_header,
+    ) {
         Ok(ip) => ip,
         Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
     };

@@ -18,9 +18,13 @@ pub const DEFAULT_LIMIT: u32 = 50;
 /// Largest page (NetBox's `MAX_PAGE_SIZE`).
 pub const MAX_LIMIT: u32 = 1000;
 
-/// Scheme and host the client used, for the absolute URLs NetBox returns.
-#[derive(Clone, Debug)]
+/// Scheme and host the client used, for the absolute URLs NetBox returns
+/// (`url`, `next`, `previous`, `Location`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BaseUrl(String);
+
+/// Longest host a request may name for its absolute URLs.
+const MAX_HOST_LEN: usize = 255;
 
 impl BaseUrl {
     /// A fixed base such as `http://127.0.0.1:8080`.
@@ -28,24 +32,113 @@ impl BaseUrl {
         Self(base.into().trim_end_matches('/').to_owned())
     }
 
+    /// Parses `NBTOKEN_PUBLIC_URL`: `http://` or `https://`, a host (and port), and an
+    /// optional path prefix; no query, fragment or user information.
+    pub fn parse_public(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (scheme, rest) = text
+            .split_once("://")
+            .filter(|(s, _)| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
+            .ok_or("expected an http:// or https:// URL, such as https://netbox.example.com")?;
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if !valid_host(host) {
+            return Err("expected a host name or address (and port) after the scheme".to_owned());
+        }
+        if !path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-._~%".contains(&b)) {
+            return Err("the path prefix may hold only letters, digits and / - . _ ~ %".to_owned());
+        }
+        Ok(Self::new(format!("{}://{host}{path}", scheme.to_ascii_lowercase())))
+    }
+
     /// From the `Host` header (only if it looks like a host), else the listening address.
     pub fn from_headers(headers: &HeaderMap, fallback: &str) -> Self {
-        let host = headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .filter(|h| {
-                !h.is_empty()
-                    && h.len() < 256
-                    && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
-            })
-            .unwrap_or(fallback);
-        Self(format!("http://{host}"))
+        Self(format!("http://{}", host_header(headers, "host").unwrap_or(fallback)))
+    }
+
+    /// The base for a request's absolute URLs, in this order: the operator's
+    /// `public_url`; else, when the peer is a trusted proxy, the scheme and host it
+    /// reports ([`forwarded_scheme_and_host`]); else `http://` and the `Host` header.
+    /// What a client that is not a trusted proxy says about the scheme is never believed.
+    pub fn for_request(
+        headers: &HeaderMap,
+        peer_trusted: bool,
+        config: &crate::Config,
+        fallback: &str,
+    ) -> Self {
+        if let Some(pinned) = &config.public_url {
+            return pinned.clone();
+        }
+        let (scheme, forwarded_host) = if peer_trusted {
+            forwarded_scheme_and_host(headers, &config.client_ip_header)
+        } else {
+            (None, None)
+        };
+        let host = forwarded_host.or_else(|| host_header(headers, "host").map(str::to_owned));
+        Self(format!("{}://{}", scheme.unwrap_or("http"), host.as_deref().unwrap_or(fallback)))
     }
 
     /// Absolute URL of a path.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.0)
     }
+}
+
+/// The scheme and host a trusted proxy reports: `X-Forwarded-Proto` / `X-Forwarded-Host`,
+/// or `Forwarded`'s `proto=` / `host=`. With `NBTOKEN_CLIENT_IP_HEADER=Forwarded` only
+/// `Forwarded` counts, with another header named only the `X-Forwarded-*` pair; unset, the
+/// `X-Forwarded-*` pair first, then `Forwarded`. In a list the last value counts (the one
+/// the nearest proxy set). Values that are not `http`/`https` or a plain host are ignored.
+pub fn forwarded_scheme_and_host(
+    headers: &HeaderMap,
+    source: &crate::client_ip::ClientIpHeader,
+) -> (Option<&'static str>, Option<String>) {
+    use crate::client_ip::ClientIpHeader;
+    let x_forwarded = || {
+        let proto = last_list_value(headers, "x-forwarded-proto").and_then(|p| scheme(&p));
+        let host = last_list_value(headers, "x-forwarded-host").filter(|h| valid_host(h));
+        (proto, host)
+    };
+    let forwarded = || {
+        let elements = crate::client_ip::forwarded_elements(headers).unwrap_or_default();
+        let last = |name: &str| {
+            elements.iter().rev().find_map(|e| e.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        };
+        (last("proto").and_then(|p| scheme(&p)), last("host").filter(|h| valid_host(h)))
+    };
+    match source {
+        ClientIpHeader::Forwarded => forwarded(),
+        ClientIpHeader::Default => {
+            let (p, h) = x_forwarded();
+            let (fp, fh) = forwarded();
+            (p.or(fp), h.or(fh))
+        }
+        _ => x_forwarded(),
+    }
+}
+
+fn scheme(value: &str) -> Option<&'static str> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "https" => Some("https"),
+        "http" => Some("http"),
+        _ => None,
+    }
+}
+
+/// The last comma-separated value of a header (over all its lines), trimmed.
+fn last_list_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    let value = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+    value.rsplit(',').next().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn host_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|h| h.to_str().ok()).filter(|h| valid_host(h))
+}
+
+/// A host name or address with an optional port: letters, digits and `-.:[]_`.
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= MAX_HOST_LEN
+        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
 }
 
 /// NetBox's timestamp format: ISO 8601 in UTC with `Z`, microseconds when non-zero.
@@ -109,7 +202,7 @@ pub fn nested_user(base: &BaseUrl, id: i64, username: &str) -> Value {
     })
 }
 
-/// A token as NetBox serialises it. `secret` is the creation-only `token` field.
+/// A token as NetBox 4.7 serialises it, `token` null (only a creation answer holds the secret).
 pub fn token(base: &BaseUrl, r: &TokenRecord, brief: bool) -> Value {
     let t = &r.token;
     let id = t.id;
@@ -151,8 +244,11 @@ pub fn token(base: &BaseUrl, r: &TokenRecord, brief: bool) -> Value {
     m.insert("enabled".into(), json!(t.enabled));
     m.insert("write_enabled".into(), json!(t.write_enabled));
     m.insert("pepper_id".into(), pepper_id);
+    // `null` (not set) and `[]` both mean unrestricted; each token reads back as it was stored.
     let ips: Vec<Value> = t.allowed_ips.nets().iter().map(|n| json!(n.to_string())).collect();
-    m.insert("allowed_ips".into(), if ips.is_empty() { Value::Null } else { Value::Array(ips) });
+    m.insert("allowed_ips".into(), if t.allowed_ips.is_list() { Value::Array(ips) } else { Value::Null });
+    // NetBox 4.7 sends the field on every read, null: the secret is never stored, so never shown again.
+    m.insert("token".into(), Value::Null);
     Value::Object(m)
 }
 
@@ -204,6 +300,24 @@ pub fn user(base: &BaseUrl, u: &User, brief: bool) -> Value {
     Value::Object(m)
 }
 
+/// Every query parameter a handler reads: the only parameter names an error body may repeat.
+pub const KNOWN_PARAMETERS: &[&str] = &[
+    "brief",
+    "description",
+    "enabled",
+    "id",
+    "is_active",
+    "key",
+    "limit",
+    "offset",
+    "pepper_id",
+    "user",
+    "user_id",
+    "username",
+    "version",
+    "write_enabled",
+];
+
 /// Query parameters, with repeated keys kept (NetBox filters take several values).
 #[derive(Clone, Debug, Default)]
 pub struct Query(BTreeMap<String, Vec<String>>);
@@ -216,8 +330,13 @@ impl Query {
             for (k, v) in form_urlencoded::parse(q.as_bytes()) {
                 // A NUL in a filter is a 400, as in django-filter, on every backend
                 // (PostgreSQL cannot compare text with one: it would be a 5xx).
+                // The error names the parameter only when it is one of ours: a client's own
+                // parameter name is a value it sent, and error bodies never echo those.
                 if k.contains('\0') || v.contains('\0') {
-                    return Err(ApiError::field(&k, crate::api::body::MSG_NUL));
+                    return Err(match KNOWN_PARAMETERS.iter().find(|p| **p == k) {
+                        Some(known) => ApiError::field(known, crate::api::body::MSG_NUL),
+                        None => ApiError::bad_request("Null characters are not allowed in query parameters."),
+                    });
                 }
                 map.entry(k.into_owned()).or_default().push(v.into_owned());
             }
@@ -242,7 +361,8 @@ impl Query {
             .map(|v| {
                 v.trim()
                     .parse::<i64>()
-                    .map_err(|_| ApiError::field(key, format!("“{v}” is not a valid integer.")))
+                    // django-filter's message, which names no value.
+                    .map_err(|_| ApiError::field(key, "Enter a number."))
             })
             .collect()
     }
@@ -330,6 +450,68 @@ mod tests {
         assert_eq!(timestamp(datetime!(2026-01-02 03:04:05 UTC)), "2026-01-02T03:04:05Z");
         assert_eq!(timestamp(datetime!(2026-01-02 03:04:05.000123 UTC)), "2026-01-02T03:04:05.000123Z");
         assert_eq!(timestamp(datetime!(2026-01-02 03:04:05 +02:00)), "2026-01-02T01:04:05Z");
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                axum::http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn base_for(pairs: &[(&str, &str)], trusted: bool, source: &str, public: Option<&str>) -> String {
+        let mut config =
+            crate::Config::new("127.0.0.1:8080".parse().unwrap(), nbtoken_core::PepperRing::empty());
+        config.client_ip_header = crate::client_ip::ClientIpHeader::parse(source).unwrap();
+        config.public_url = public.map(|p| BaseUrl::parse_public(p).unwrap());
+        BaseUrl::for_request(&headers(pairs), trusted, &config, "127.0.0.1:8080").url("/api/")
+    }
+
+    #[test]
+    fn scheme_and_host_come_from_a_trusted_proxy_only() {
+        let tls =
+            [("host", "backend:8080"), ("x-forwarded-proto", "https"), ("x-forwarded-host", "nb.example")];
+        assert_eq!(base_for(&tls, true, "", None), "https://nb.example/api/");
+        assert_eq!(base_for(&tls, false, "", None), "http://backend:8080/api/");
+        let fwd = [("host", "backend"), ("forwarded", "for=1.2.3.4;proto=https;host=\"nb.example:8443\"")];
+        assert_eq!(base_for(&fwd, true, "", None), "https://nb.example:8443/api/");
+        assert_eq!(base_for(&fwd, true, "Forwarded", None), "https://nb.example:8443/api/");
+        assert_eq!(base_for(&fwd, true, "X-Real-IP", None), "http://backend/api/");
+        assert_eq!(base_for(&fwd, false, "", None), "http://backend/api/");
+        // The nearest proxy's value is the last one; nonsense is ignored.
+        let list = [("host", "b"), ("x-forwarded-proto", "http, https")];
+        assert_eq!(base_for(&list, true, "", None), "https://b/api/");
+        let odd = [("host", "b"), ("x-forwarded-proto", "javascript"), ("x-forwarded-host", "evil/x")];
+        assert_eq!(base_for(&odd, true, "", None), "http://b/api/");
+        assert_eq!(base_for(&[], true, "", None), "http://127.0.0.1:8080/api/");
+    }
+
+    #[test]
+    fn a_public_url_pins_scheme_host_and_prefix() {
+        let tls = [("host", "backend"), ("x-forwarded-proto", "http")];
+        assert_eq!(
+            base_for(&tls, true, "", Some("https://nb.example.com/tokens/")),
+            "https://nb.example.com/tokens/api/"
+        );
+        assert_eq!(
+            base_for(&[], false, "", Some("HTTPS://nb.example.com:8443")),
+            "https://nb.example.com:8443/api/"
+        );
+        for bad in [
+            "nb.example.com",
+            "ftp://x",
+            "https://",
+            "https://u@x",
+            "https://x/?q=1",
+            "https://x/#f",
+            "https://x y",
+        ] {
+            assert!(BaseUrl::parse_public(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

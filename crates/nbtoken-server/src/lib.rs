@@ -27,20 +27,25 @@ pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod client_ip;
+pub mod conn;
 pub mod error;
 pub mod forward;
 pub mod json;
 pub mod limit;
 pub mod metrics;
 pub mod observe;
+pub mod passwords;
 pub mod service;
 pub mod touch;
 
 /// The store the server runs on.
 pub type AppStore = AnyStore;
 
-/// The version reported in `API-Version` and `/api/status/` (NetBox's release we match).
-pub const API_VERSION: &str = "4.6";
+/// The version reported in `API-Version` (NetBox's major.minor, as NetBox 4.7 sends it).
+pub const API_VERSION: &str = "4.7";
+
+/// The NetBox release whose API nbtoken matches, reported as `netbox-version` in `/api/status/`.
+pub const NETBOX_VERSION: &str = "4.7.3";
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -48,6 +53,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Read buffer for a request head (request line and headers). hyper checks it
 /// between reads, so a head past this size plus one read (well under 100 KiB) gets 431.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
+/// Default for [`Config::max_connections_per_ip`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
+
+/// Time a request body may take before [`Config::min_body_rate`] applies.
+pub const MIN_BODY_RATE_GRACE: Duration = Duration::from_secs(2);
 
 /// Server configuration, validated by the caller (the CLI).
 #[derive(Clone, Debug)]
@@ -58,8 +69,12 @@ pub struct Config {
     pub peppers: PepperRing,
     /// What to do with v1 tokens.
     pub v1_policy: V1Policy,
-    /// Peers whose `X-Forwarded-For` / `X-Real-IP` are believed.
+    /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header a trusted proxy names the client in (`NBTOKEN_CLIENT_IP_HEADER`).
+    pub client_ip_header: client_ip::ClientIpHeader,
+    /// Scheme, host (and path prefix) of absolute URLs, whatever the request says (`NBTOKEN_PUBLIC_URL`).
+    pub public_url: Option<json::BaseUrl>,
     /// How long a request may take.
     pub request_timeout: Duration,
     /// When v1 tokens stop working, announced in the `Sunset` header under the `warn` policy.
@@ -77,6 +92,15 @@ pub struct Config {
     /// Print `listening on http://ADDR` to stderr as plain text, for people and scripts
     /// (off under JSON logs, where the same event is logged as JSON).
     pub announce: bool,
+    /// Which successful requests get an access-log line (refusals, errors and v1 uses always do).
+    pub access_log: observe::AccessLog,
+    /// Open connections one client address may hold at once; further ones are closed at accept
+    /// (0: no cap). Trusted proxies are not counted.
+    pub max_connections_per_ip: usize,
+    /// Slowest accepted request body, in bytes per second, once [`MIN_BODY_RATE_GRACE`] has passed (0: no floor).
+    pub min_body_rate: u64,
+    /// How long a finished server waits for requests in flight after a shutdown signal.
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -87,14 +111,20 @@ impl Config {
             peppers,
             v1_policy: V1Policy::default(),
             trusted_proxies: Vec::new(),
+            client_ip_header: client_ip::ClientIpHeader::default(),
+            public_url: None,
             request_timeout: Duration::from_secs(30),
             v1_sunset: None,
             cache_ttl: Duration::from_secs(5),
             limits: limit::LimitConfig::default(),
             max_connections: 1024,
-            header_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(5),
             metrics_token_keys: false,
             announce: true,
+            access_log: observe::AccessLog::Off,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            min_body_rate: 1024,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -106,13 +136,37 @@ pub struct AppState {
     /// Persistence.
     pub store: AppStore,
     /// Deferred `last_used` / re-hash writes.
-    pub touches: touch::Toucher,
+    pub touches: Arc<touch::Toucher>,
     /// Recently read token rows.
     pub cache: Arc<cache::TokenCache>,
     /// Failed-authentication budgets.
-    pub limiter: limit::FailureLimiter,
+    pub limiter: Arc<limit::FailureLimiter>,
     /// What `/metrics` reports.
     pub metrics: Arc<metrics::Metrics>,
+    /// The argon2 workers every password check and hash runs on.
+    pub passwords: Arc<passwords::Passwords>,
+}
+
+impl AppState {
+    /// The state after a reload: `config` replaces the configuration; the store, cache,
+    /// metrics, write queue and password workers carry on; the failure budgets carry on
+    /// unless their limits changed.
+    fn reloaded(&self, config: Config) -> Self {
+        let limiter = if config.limits == self.config.limits {
+            self.limiter.clone()
+        } else {
+            Arc::new(limit::FailureLimiter::new(config.limits).shared_through(self.store.failure_counts()))
+        };
+        Self {
+            config,
+            store: self.store.clone(),
+            touches: self.touches.clone(),
+            cache: self.cache.clone(),
+            limiter,
+            metrics: self.metrics.clone(),
+            passwords: self.passwords.clone(),
+        }
+    }
 }
 
 /// The axum router with every route and layer, for embedding or tests.
@@ -121,8 +175,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     api::routes(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
+        // Outside the timeout and every rejection: each error a client sees is JSON.
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(observe::RequestIds))
+        // Before an id is kept: a client's unsafe `X-Request-ID` is dropped, so a new one is made.
+        .layer(axum::middleware::from_fn(observe::safe_request_id))
 }
 
 /// Binds, prints `listening on http://ADDR` to stderr (see [`Config::announce`]), and serves until `shutdown` resolves.
@@ -145,42 +203,84 @@ pub async fn serve(
     store: AppStore,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let (_keep, reloads) = tokio::sync::mpsc::channel(1);
+    serve_with_reloads(listener, config, store, shutdown, reloads).await
+}
+
+/// Like [`serve`], and each configuration received on `reloads` replaces the running one
+/// without dropping a connection: peppers, the v1 policy and sunset, trusted proxies, the
+/// client-address header, failure limits, the access log and the per-address connection
+/// cap take effect for the next request. The listen address, `max_connections`, the header
+/// and body deadlines, the shutdown grace and the cache TTL stay as they were at start.
+pub async fn serve_with_reloads(
+    listener: TcpListener,
+    config: Config,
+    store: AppStore,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    mut reloads: tokio::sync::mpsc::Receiver<Config>,
+) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let cache = Arc::new(cache::TokenCache::new(config.cache_ttl));
     let follower = tokio::spawn(cache::follow_changes(store.clone(), cache.clone()));
     let metrics = Arc::new(metrics::Metrics::new(config.metrics_token_keys));
     let (touches, flusher) = touch::Toucher::start(store.clone(), cache.clone(), metrics.clone());
-    let limiter = limit::FailureLimiter::new(config.limits);
-    let state = Arc::new(AppState { config, store, touches, cache, limiter, metrics });
-    let pruned = state.clone();
+    let touches = Arc::new(touches);
+    let limiter = Arc::new(limit::FailureLimiter::new(config.limits).shared_through(store.failure_counts()));
+    let passwords = Arc::new(passwords::Passwords::start(passwords::PasswordConfig::default()));
+    let state = Arc::new(AppState { config, store, touches, cache, limiter, metrics, passwords });
+    // Every request is served by the router of the latest configuration.
+    let current = Arc::new(Current {
+        state: std::sync::RwLock::new(state.clone()),
+        router: std::sync::RwLock::new(router(state.clone())),
+    });
+    let pruned = current.clone();
     let pruner = tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(60)).await;
-            pruned.limiter.prune();
+            pruned.state().limiter.prune();
         }
     });
-    let app = router(state.clone());
+    let per_address =
+        conn::PerAddress::new(state.config.max_connections_per_ip, state.config.trusted_proxies.clone());
+    let reloading = {
+        let (current, per_address) = (current.clone(), per_address.clone());
+        tokio::spawn(async move {
+            while let Some(config) = reloads.recv().await {
+                per_address.reconfigure(config.max_connections_per_ip, config.trusted_proxies.clone());
+                let next = Arc::new(current.state().reloaded(config));
+                let app = router(next.clone());
+                *current.state.write().unwrap_or_else(|p| p.into_inner()) = next;
+                *current.router.write().unwrap_or_else(|p| p.into_inner()) = app;
+                tracing::info!("configuration reloaded");
+            }
+        })
+    };
     // Said once: as the plain line scripts wait for, or else as a log event (JSON logs).
     if state.config.announce {
         eprintln!("listening on http://{addr}");
     } else {
         tracing::info!(%addr, "listening on http://{addr}");
     }
-    accept_loop(listener, app, &state.config, shutdown).await;
+    accept_loop(listener, current.clone(), per_address, &state.config, shutdown).await;
     follower.abort();
     pruner.abort();
+    reloading.abort();
     let _ = pruner.await;
+    let _ = reloading.await;
     state.touches.close();
-    drop(state);
+    drop((state, current));
     flusher.await.ok();
     Ok(())
 }
 
-/// Accepts connections until `shutdown`, at most `max_connections` at once, each with a
-/// deadline for its request headers and a cap on their size; then lets open requests finish.
+/// Accepts connections until `shutdown`, at most `max_connections` at once and
+/// `max_connections_per_ip` from one address, each with a deadline for its request headers,
+/// a cap on their size and a minimum body rate; then lets open requests finish, for at most
+/// `shutdown_grace`.
 async fn accept_loop(
     listener: TcpListener,
-    app: Router,
+    current: Arc<Current>,
+    per_address: Arc<conn::PerAddress>,
     config: &Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
@@ -188,14 +288,20 @@ async fn accept_loop(
     use tower::ServiceExt;
 
     let permits = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
+    let min_body_rate = config.min_body_rate;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(config.header_timeout).max_buf_size(MAX_HEAD_BYTES);
     tokio::pin!(shutdown);
+    // A permit left over from a connection refused at accept serves the next one.
+    let mut spare = None;
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = &mut shutdown => break,
+        let permit = match spare.take() {
+            Some(p) => p,
+            None => tokio::select! {
+                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = &mut shutdown => break,
+            },
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -209,8 +315,19 @@ async fn accept_loop(
             },
             _ = &mut shutdown => break,
         };
-        let svc = app.clone().map_request(move |req: hyper::Request<hyper::body::Incoming>| {
-            let mut req = req.map(axum::body::Body::new);
+        // An address holding its share already: closed before a byte is read, so that slow
+        // clients from a few addresses cannot take every connection.
+        let Some(admitted) = per_address.admit(peer.ip()) else {
+            tracing::debug!(%peer, "too many connections from this address; closed");
+            drop(stream);
+            spare = Some(permit);
+            continue;
+        };
+        let current = current.clone();
+        let svc = tower::service_fn(move |req: axum::extract::Request| current.router().oneshot(req));
+        let svc = svc.map_request(move |req: hyper::Request<hyper::body::Incoming>| {
+            let mut req =
+                req.map(|b| axum::body::Body::new(conn::MinRate::new(b, min_body_rate, MIN_BODY_RATE_GRACE)));
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
             req
         });
@@ -220,12 +337,29 @@ async fn accept_loop(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
-            drop(permit);
+            drop((permit, admitted));
         });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
-        tracing::warn!("some connections were still open 10 s after shutdown began");
+    let grace = config.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace = ?grace, "some connections were still open when the shutdown deadline passed");
+    }
+}
+
+/// The state and router of the latest configuration.
+struct Current {
+    state: std::sync::RwLock<Arc<AppState>>,
+    router: std::sync::RwLock<Router>,
+}
+
+impl Current {
+    fn state(&self) -> Arc<AppState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn router(&self) -> Router {
+        self.router.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

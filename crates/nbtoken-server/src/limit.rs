@@ -5,16 +5,27 @@
 //! refused with `429` and `Retry-After` *before* any token is checked, so a
 //! guess made while blocked can never succeed. A budget per v2 key stops a
 //! distributed attack on one key. Successful requests draw nothing, and one
-//! client's failures never slow another client. Limits are per instance.
+//! client's failures never slow another client.
+//!
+//! Each instance's own budget is the first line, and costs nothing: no request
+//! waits for anything but memory. On PostgreSQL the budgets are also shared by
+//! every instance ([`FailureLimiter::shared_through`]): a background task adds
+//! this instance's failures to counters in the database in batches, blocks a
+//! subject whose failures over the last minute, all instances together, exceed
+//! its budget, and reads the blocks other instances recorded every second. So
+//! N instances no longer give an attacker N budgets; the price is a window of
+//! about a second (and a database round trip) in which another instance has
+//! not heard yet. If the database cannot be reached the local budgets still hold.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use nbtoken_store::FailureCounts;
 
 /// Failure budgets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,12 +48,52 @@ enum Subject {
     Key(String),
 }
 
+impl Subject {
+    /// The subject's name in the shared counters (a v2 key is a public value).
+    fn shared_name(&self) -> String {
+        match self {
+            Subject::Ip(ip) => format!("ip:{ip}"),
+            Subject::Key(k) => format!("key:{k}"),
+        }
+    }
+
+    fn from_shared_name(name: &str) -> Option<Subject> {
+        if let Some(ip) = name.strip_prefix("ip:") {
+            return ip.parse().ok().map(Subject::Ip);
+        }
+        name.strip_prefix("key:")
+            .filter(|k| nbtoken_core::TokenKey::is_valid(k))
+            .map(|k| Subject::Key(k.to_owned()))
+    }
+}
+
+/// The window of the shared counters: budgets are per minute.
+const WINDOW: Duration = Duration::from_secs(60);
+/// How often the blocks other instances recorded are read.
+const POLL: Duration = Duration::from_secs(1);
+/// Most subjects waiting to be counted in the database; past this, new ones count only locally.
+const MAX_PENDING: usize = 100_000;
+/// Longest wait for one round trip of the sharing task.
+const SHARED_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Blocked = Mutex<HashMap<Subject, Instant>>;
+
+/// Failures counted here and not yet added to the shared counters.
+#[derive(Default)]
+struct Pending {
+    failures: Mutex<HashMap<Subject, u32>>,
+    wake: tokio::sync::Notify,
+}
+
 /// The limiter. Shared by all requests of one instance.
 pub struct FailureLimiter {
+    config: LimitConfig,
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     per_key: Option<DefaultKeyedRateLimiter<String>>,
-    blocked: Mutex<HashMap<Subject, Instant>>,
+    blocked: Arc<Blocked>,
     clock: DefaultClock,
+    /// Set when budgets are shared through the database.
+    pending: Option<Arc<Pending>>,
 }
 
 fn limiter<K: std::hash::Hash + Eq + Clone>(per_minute: u32) -> Option<DefaultKeyedRateLimiter<K>> {
@@ -50,14 +101,29 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(per_minute: u32) -> Option<DefaultKe
 }
 
 impl FailureLimiter {
-    /// A limiter with these budgets.
+    /// A limiter with these budgets, for this instance alone.
     pub fn new(config: LimitConfig) -> Self {
         Self {
+            config,
             per_ip: limiter(config.per_ip_per_minute),
             per_key: limiter(config.per_key_per_minute),
-            blocked: Mutex::new(HashMap::new()),
+            blocked: Arc::new(Mutex::new(HashMap::new())),
             clock: DefaultClock::default(),
+            pending: None,
         }
+    }
+
+    /// Shares the budgets with every instance on the same database, through `counts`
+    /// (`None`, as on SQLite, or no budget at all: this instance alone). Spawns the
+    /// sharing task, which ends once the limiter is dropped; call it inside a tokio runtime.
+    pub fn shared_through(mut self, counts: Option<FailureCounts>) -> Self {
+        let limited = self.config.per_ip_per_minute > 0 || self.config.per_key_per_minute > 0;
+        if let (Some(counts), true) = (counts, limited) {
+            let pending = Arc::new(Pending::default());
+            tokio::spawn(share(Arc::downgrade(&pending), Arc::downgrade(&self.blocked), counts, self.config));
+            self.pending = Some(pending);
+        }
+        self
     }
 
     /// How long this client (or this key) must still wait, if it is blocked.
@@ -88,21 +154,33 @@ impl FailureLimiter {
                 self.block(Subject::Ip(ip), w);
                 wait = Some(w);
             }
+            self.share(Subject::Ip(ip));
         }
         if let (Some(l), Some(k)) = (&self.per_key, key) {
             let k = k.to_owned();
             if let Err(not_until) = l.check_key(&k) {
                 let w = not_until.wait_time_from(self.clock.now());
-                self.block(Subject::Key(k), w);
+                self.block(Subject::Key(k.clone()), w);
                 wait = Some(wait.map_or(w, |x: Duration| x.max(w)));
             }
+            self.share(Subject::Key(k));
         }
         wait
     }
 
+    /// Queues one failure for the shared counters, if budgets are shared.
+    fn share(&self, subject: Subject) {
+        let Some(p) = &self.pending else { return };
+        let mut failures = p.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if failures.len() < MAX_PENDING || failures.contains_key(&subject) {
+            *failures.entry(subject).or_insert(0) += 1;
+            drop(failures);
+            p.wake.notify_one();
+        }
+    }
+
     fn block(&self, subject: Subject, wait: Duration) {
-        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
-        blocked.insert(subject, Instant::now() + wait.max(Duration::from_secs(1)));
+        block(&self.blocked, subject, wait);
     }
 
     /// Forgets expired blocks and idle budgets; call now and then.
@@ -114,6 +192,86 @@ impl FailureLimiter {
         }
         if let Some(l) = &self.per_key {
             l.retain_recent();
+        }
+    }
+}
+
+/// Blocks `subject` for `wait` (at least a second) from now, unless it is blocked for longer already.
+fn block(blocked: &Blocked, subject: Subject, wait: Duration) {
+    let until = Instant::now() + wait.max(Duration::from_secs(1));
+    let mut blocked = blocked.lock().unwrap_or_else(|p| p.into_inner());
+    let entry = blocked.entry(subject).or_insert(until);
+    *entry = (*entry).max(until);
+}
+
+/// The sharing task: adds queued failures to the shared counters as they come (one batch
+/// per round trip), blocks subjects over budget here and for every instance, reads the
+/// blocks other instances recorded each [`POLL`], and prunes old counters each [`WINDOW`].
+/// Ends within a [`POLL`] of the limiter being dropped.
+async fn share(pending: Weak<Pending>, blocked: Weak<Blocked>, counts: FailureCounts, config: LimitConfig) {
+    let mut last_poll = Instant::now();
+    let mut last_prune = Instant::now();
+    let mut last_warning: Option<Instant> = None;
+    let mut warn = |what: &str, e: &dyn std::fmt::Display| {
+        // Once a minute at most: the local budgets still hold meanwhile.
+        if last_warning.is_none_or(|t| t.elapsed() >= WINDOW) {
+            last_warning = Some(Instant::now());
+            tracing::warn!(error = %e, "shared failure budgets: cannot {what}; local budgets only until it works");
+        }
+    };
+    loop {
+        let batch: Vec<(Subject, u32)> = {
+            let Some(p) = pending.upgrade() else { return };
+            let _ = tokio::time::timeout(POLL, p.wake.notified()).await;
+            let mut failures = p.failures.lock().unwrap_or_else(|p| p.into_inner());
+            failures.drain().collect()
+        };
+        let Some(blocked) = blocked.upgrade() else { return };
+        if !batch.is_empty() {
+            let named: Vec<(String, u32)> = batch.iter().map(|(s, n)| (s.shared_name(), *n)).collect();
+            match tokio::time::timeout(SHARED_TIMEOUT, counts.add(WINDOW, &named)).await {
+                Ok(Ok(estimates)) => {
+                    let mut over = Vec::new();
+                    for e in estimates {
+                        let Some(subject) = Subject::from_shared_name(&e.subject) else { continue };
+                        let budget = match subject {
+                            Subject::Ip(_) => config.per_ip_per_minute,
+                            Subject::Key(_) => config.per_key_per_minute,
+                        };
+                        if budget > 0 && e.failures > f64::from(budget) {
+                            let wait = e.window_left.max(Duration::from_secs(1));
+                            block(&blocked, subject, wait);
+                            over.push((e.subject, wait));
+                        }
+                    }
+                    if let Ok(Err(e)) = tokio::time::timeout(SHARED_TIMEOUT, counts.block(&over)).await {
+                        warn("record a block", &e);
+                    }
+                }
+                Ok(Err(e)) => warn("count failures", &e),
+                Err(_) => warn("count failures", &"timed out"),
+            }
+        }
+        if last_poll.elapsed() >= POLL {
+            last_poll = Instant::now();
+            // A little more than the poll interval, so a block recorded during the last read is not missed.
+            match tokio::time::timeout(SHARED_TIMEOUT, counts.recent_blocks(POLL * 3)).await {
+                Ok(Ok(blocks)) => {
+                    for (name, left) in blocks {
+                        if let Some(subject) = Subject::from_shared_name(&name) {
+                            block(&blocked, subject, left);
+                        }
+                    }
+                }
+                Ok(Err(e)) => warn("read blocks", &e),
+                Err(_) => warn("read blocks", &"timed out"),
+            }
+        }
+        if last_prune.elapsed() >= WINDOW {
+            last_prune = Instant::now();
+            if let Ok(Err(e)) = tokio::time::timeout(SHARED_TIMEOUT, counts.prune(WINDOW)).await {
+                warn("prune counters", &e);
+            }
         }
     }
 }
@@ -148,6 +306,20 @@ mod tests {
         assert!(l.record_failure(ip("192.0.2.3"), Some("k")).is_some());
         assert!(l.blocked_for(ip("198.51.100.9"), Some("k")).is_some());
         assert_eq!(l.blocked_for(ip("198.51.100.9"), Some("other")), None);
+    }
+
+    #[test]
+    fn shared_names_round_trip_and_refuse_anything_else() {
+        for s in [
+            Subject::Ip(ip("192.0.2.1")),
+            Subject::Ip(ip("2001:db8::1")),
+            Subject::Key("AbCdEfGhIjKl".into()),
+        ] {
+            assert_eq!(Subject::from_shared_name(&s.shared_name()), Some(s));
+        }
+        for bad in ["ip:nonsense", "key:short", "key:AbCdEfGhIjK!", "other:1", ""] {
+            assert_eq!(Subject::from_shared_name(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -27,6 +27,10 @@ on_every_backend!(
     last_used_ip_is_recorded,
     v1_policy_warn_announces_deprecation_and_sunset,
     v1_policy_allow_adds_no_headers,
+    rest_tokens_without_allowed_ips_read_back_as_an_empty_list,
+    provision_answer_has_no_pepper_id,
+    description_filter_is_exact_and_takes_several_values,
+    weak_passwords_are_refused_on_all_in_netbox_words,
 );
 
 use harness::{Backend, Server, V1_PLAIN};
@@ -218,12 +222,12 @@ async fn provision_with_good_and_bad_passwords(b: Backend) {
     s.admin(
         Method::POST,
         "/api/users/users/",
-        Some(json!({"username": "alice", "password": "alice-password-1"})),
+        Some(json!({"username": "alice", "password": "Alice-password-1"})),
     )
     .await;
     let prov = |body: Value| s.raw(Method::POST, "/api/users/tokens/provision/", None, Some(body), &[]);
     let (status, body) =
-        prov(json!({"username": "alice", "password": "alice-password-1", "write_enabled": false})).await;
+        prov(json!({"username": "alice", "password": "Alice-password-1", "write_enabled": false})).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["version"], 2);
     assert_eq!(body["write_enabled"], false);
@@ -242,7 +246,7 @@ async fn provision_with_good_and_bad_passwords(b: Backend) {
     .await;
     for bad in [
         json!({"username": "alice", "password": "nope"}),
-        json!({"username": "nobody", "password": "alice-password-1"}),
+        json!({"username": "nobody", "password": "Alice-password-1"}),
     ] {
         let (status, body) = prov(bad).await;
         assert_eq!((status, body["detail"].as_str()), (403, Some("Invalid username/password")));
@@ -306,10 +310,10 @@ async fn token_rest_api_shapes(b: Backend) {
     }
     // The secret is shown at creation only.
     let (_, one) = s.admin(Method::GET, &format!("{TOKENS}{id}/"), None).await;
-    assert!(one.get("token").is_none());
+    assert_eq!(one["token"], Value::Null, "NetBox 4.7 sends token: null on reads");
     assert_eq!(one["key"], created["key"]);
     let (_, list) = s.admin(Method::GET, TOKENS, None).await;
-    assert!(list["results"].as_array().unwrap().iter().all(|t| t.get("token").is_none()));
+    assert!(list["results"].as_array().unwrap().iter().all(|t| t["token"].is_null()));
     // PATCH, PUT, DELETE.
     let (st, patched) = s
         .admin(
@@ -324,9 +328,10 @@ async fn token_rest_api_shapes(b: Backend) {
     );
     let (st, put) =
         s.admin(Method::PUT, &format!("{TOKENS}{id}/"), Some(json!({"description": "put"}))).await;
+    // PUT puts back NetBox's REST defaults: `allowed_ips` `[]`.
     assert_eq!(
         (st, put["write_enabled"].as_bool(), put["allowed_ips"].clone()),
-        (200, Some(true), Value::Null)
+        (200, Some(true), json!([]))
     );
     let (st, _) = s.admin(Method::DELETE, &format!("{TOKENS}{id}/"), None).await;
     assert_eq!(st, 204);
@@ -384,13 +389,15 @@ async fn bad_input_gets_clear_4xx(b: Backend) {
     let cases: Vec<(Method, String, Option<&str>, u16, &str)> = vec![
         (Method::POST, TOKENS.into(), Some("{not json"), 400, "detail"),
         (Method::POST, TOKENS.into(), Some("[1,2]"), 400, "__all__"),
-        (Method::POST, TOKENS.into(), Some(r#"{"bogus": 1}"#), 400, "bogus"),
+        // An unknown key is not repeated (it may be a pasted secret): `__all__` says which and how long.
+        (Method::POST, TOKENS.into(), Some(r#"{"bogus": 1}"#), 400, "__all__"),
         (Method::POST, TOKENS.into(), Some(r#"{"enabled": "perhaps"}"#), 400, "enabled"),
         (Method::POST, TOKENS.into(), Some(r#"{"allowed_ips": ["10.0.0.0/99"]}"#), 400, "allowed_ips"),
         (Method::POST, TOKENS.into(), Some(r#"{"allowed_ips": "10.0.0.0/8"}"#), 400, "allowed_ips"),
         (Method::POST, TOKENS.into(), Some(r#"{"expires": "2001-01-01T00:00:00Z"}"#), 400, "expires"),
         (Method::POST, TOKENS.into(), Some(r#"{"expires": "soon"}"#), 400, "expires"),
-        (Method::POST, TOKENS.into(), Some(r#"{"token": "short"}"#), 400, "token"),
+        // `token` is read-only (NetBox 4.7): ignored, a value of the server's own returned.
+        (Method::POST, TOKENS.into(), Some(r#"{"token": "short"}"#), 201, "token"),
         (Method::POST, TOKENS.into(), Some(r#"{"pepper_id": 7}"#), 400, "pepper_id"),
         (Method::POST, TOKENS.into(), Some(r#"{"version": 3}"#), 400, "version"),
         (Method::POST, TOKENS.into(), Some(r#"{"user": 999}"#), 400, "user"),
@@ -398,7 +405,7 @@ async fn bad_input_gets_clear_4xx(b: Backend) {
             Method::POST,
             TOKENS.into(),
             Some(r#"{"version": 1, "token": "nbt_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#),
-            400,
+            201,
             "token",
         ),
         (Method::GET, format!("{TOKENS}abc/"), None, 404, "detail"),
@@ -462,7 +469,7 @@ async fn api_version_header_and_root(b: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["api-version"], "4.6");
+    assert_eq!(resp.headers()["api-version"], "4.7");
     let resp = s.client.get(format!("{}/healthz", s.base())).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let resp = s.client.get(format!("{}/livez", s.base())).send().await.unwrap();
@@ -651,4 +658,123 @@ async fn password_guessing_at_provision_is_rate_limited(b: Backend) {
     assert_eq!(st, 429, "a blocked client cannot succeed, even with the right password");
     let (st, _) = s.raw(Method::POST, "/api/users/tokens/provision/", None, Some(right), &[]).await;
     assert_eq!(st, 201);
+}
+
+/// NetBox 4.7's `TokenSerializer.allowed_ips` defaults to `[]`: a token made or replaced (PUT)
+/// through REST without the field reads back `[]`; a token made elsewhere (here the first
+/// admin token, made in the store) keeps `null` through a PATCH that leaves the field alone.
+async fn rest_tokens_without_allowed_ips_read_back_as_an_empty_list(b: Backend) {
+    let s = Server::start(b).await;
+    let (status, made) = s.admin(Method::POST, TOKENS, Some(json!({"description": "plain"}))).await;
+    assert_eq!((status, &made["allowed_ips"]), (201, &json!([])), "{made}");
+    let one = format!("{TOKENS}{}/", made["id"]);
+    assert_eq!(s.admin(Method::GET, &one, None).await.1["allowed_ips"], json!([]));
+    let (_, fenced) = s.admin(Method::PATCH, &one, Some(json!({"allowed_ips": ["10.0.0.0/8"]}))).await;
+    assert_eq!(fenced["allowed_ips"], json!(["10.0.0.0/8"]));
+    let (status, put) = s.admin(Method::PUT, &one, Some(json!({"description": "put"}))).await;
+    assert_eq!((status, &put["allowed_ips"]), (200, &json!([])), "{put}");
+    let (_, cleared) = s.admin(Method::PATCH, &one, Some(json!({"allowed_ips": null}))).await;
+    assert_eq!(cleared["allowed_ips"], Value::Null);
+
+    let (_, list) = s.admin(Method::GET, &format!("{TOKENS}?description="), None).await;
+    let first = list["results"].as_array().unwrap().iter().find(|t| t["id"] != made["id"]).unwrap().clone();
+    assert_eq!(first["allowed_ips"], Value::Null, "the admin token was made in the store: {first}");
+    let admin_one = format!("{TOKENS}{}/", first["id"]);
+    let (_, renamed) = s.admin(Method::PATCH, &admin_one, Some(json!({"description": "renamed"}))).await;
+    assert_eq!(renamed["allowed_ips"], Value::Null, "{renamed}");
+}
+
+/// NetBox's `TokenProvisionSerializer` has no `pepper_id`; the rest of the shape stays.
+async fn provision_answer_has_no_pepper_id(b: Backend) {
+    let s = Server::start(b).await;
+    let user = json!({"username": "pat", "password": "Pat-password-1"});
+    assert_eq!(s.admin(Method::POST, "/api/users/users/", Some(user.clone())).await.0, 201);
+    let (status, body) = s.raw(Method::POST, "/api/users/tokens/provision/", None, Some(user), &[]).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(body.get("pepper_id").is_none(), "{body}");
+    assert_eq!(body["allowed_ips"], json!([]));
+    assert_eq!(body["token"].as_str().map(str::len), Some(40));
+    // A read of the same token still shows its pepper id.
+    let (_, read) = s.admin(Method::GET, &format!("{TOKENS}{}/", body["id"]), None).await;
+    assert_eq!(read["pepper_id"], 1);
+}
+
+/// `?description=` as NetBox's `MultiValueCharFilter`: exact and case-sensitive, values OR'ed,
+/// blank values dropped, values trimmed, `null` for a NULL description (no token has one).
+async fn description_filter_is_exact_and_takes_several_values(b: Backend) {
+    let s = Server::start(b).await;
+    for d in ["ro", "RO", "ro runner", "null", "a&b"] {
+        assert_eq!(s.admin(Method::POST, TOKENS, Some(json!({"description": d}))).await.0, 201);
+    }
+    let (_, all) = s.admin(Method::GET, TOKENS, None).await;
+    let total = all["count"].as_u64().unwrap();
+    let s = &s;
+    let descriptions = |query: &str| {
+        let path = format!("{TOKENS}?{query}");
+        async move {
+            let (status, body) = s.admin(Method::GET, &path, None).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            let mut d: Vec<String> = body["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["description"].as_str().unwrap().to_owned())
+                .collect();
+            d.sort();
+            (body["count"].as_u64().unwrap(), d)
+        }
+    };
+    let cases: &[(&str, &[&str])] = &[
+        ("description=ro", &["ro"]),
+        ("description=RO", &["RO"]),
+        ("description=r", &[]),
+        ("description=ro&description=ro%20runner&description=absent", &["ro", "ro runner"]),
+        ("description=%20ro%20", &["ro"]),
+        ("description=&description=RO", &["RO"]),
+        ("description=null", &[]),
+        ("description=null&description=ro", &["ro"]),
+        ("description=a%26b", &["a&b"]),
+        ("description=ro&enabled=false", &[]),
+    ];
+    for (query, expected) in cases {
+        let (count, got) = descriptions(query).await;
+        assert_eq!(
+            (count, got.iter().map(String::as_str).collect::<Vec<_>>()),
+            (expected.len() as u64, expected.to_vec()),
+            "{query}"
+        );
+    }
+    // A blank value filters nothing.
+    assert_eq!(descriptions("description=").await.0, total);
+}
+
+/// NetBox 4.7.3's default validators, their messages on `__all__`, on creation and change;
+/// a blank password is DRF's field error.
+async fn weak_passwords_are_refused_on_all_in_netbox_words(b: Backend) {
+    let s = Server::start(b).await;
+    let short = "This password is too short. It must contain at least 12 characters.";
+    let cases: &[(&str, &[&str])] = &[
+        ("abc", &[short, "Password must have at least one numeral."]),
+        ("abcdefghijkl", &["Password must have at least one numeral."]),
+        ("abcdefghijk1", &["Password must have at least one uppercase letter."]),
+        ("ABCDEFGHIJK1", &["Password must have at least one lowercase letter."]),
+        ("Abcdefghij1", &[short]),
+    ];
+    for (i, (pw, messages)) in cases.iter().enumerate() {
+        let create = json!({"username": format!("weak{i}"), "password": pw});
+        let (status, body) = s.admin(Method::POST, "/api/users/users/", Some(create)).await;
+        assert_eq!((status, body), (400, json!({"__all__": messages})), "{pw:?}");
+    }
+    let (status, body) = s
+        .admin(Method::POST, "/api/users/users/", Some(json!({"username": "ok", "password": "Abcdefghijk1"})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let one = format!("/api/users/users/{}/", body["id"]);
+    let (status, body) = s.admin(Method::PATCH, &one, Some(json!({"password": "abcdefghijk1"}))).await;
+    assert_eq!(
+        (status, body),
+        (400, json!({"__all__": ["Password must have at least one uppercase letter."]}))
+    );
+    let (status, body) = s.admin(Method::PATCH, &one, Some(json!({"password": "  "}))).await;
+    assert_eq!((status, body), (400, json!({"password": ["This field may not be blank."]})));
 }

@@ -80,6 +80,28 @@ impl AnyStore {
         }
     }
 
+    /// Whether the database answers and, on SQLite, can write (a write probe
+    /// run at most every [`crate::health::WRITE_PROBE_INTERVAL`]); on
+    /// PostgreSQL, since when it has been down while the store's circuit
+    /// breaker is open. For `/healthz`: cheap enough for every health request.
+    pub async fn health(&self) -> crate::Health {
+        match self {
+            Self::Sqlite(s) => s.health().await,
+            Self::Postgres(s) => s.health().await,
+        }
+    }
+
+    /// What a server checks before it starts (and before a first-start
+    /// bootstrap): on SQLite, that the file passes `PRAGMA quick_check` and a
+    /// write commits; on PostgreSQL, that a round trip works. Errors say what
+    /// is wrong with which file or server.
+    pub async fn preflight(&self) -> Result<()> {
+        match self {
+            Self::Sqlite(s) => s.preflight().await,
+            Self::Postgres(s) => s.ping().await,
+        }
+    }
+
     /// Closes every connection; later calls fail with [`StoreError::Unavailable`].
     pub async fn close(&self) {
         match self {

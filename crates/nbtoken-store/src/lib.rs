@@ -33,13 +33,17 @@ macro_rules! set_columns {
 }
 
 mod any;
+pub mod budget;
 pub mod changes;
+pub mod health;
 pub mod postgres;
 mod row;
 pub mod sqlite;
 
 pub use any::AnyStore;
+pub use budget::{FailureCounts, FailureEstimate};
 pub use changes::{Change, ChangeListener};
+pub use health::Health;
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 
@@ -55,7 +59,8 @@ pub enum StoreError {
     MissingReference(&'static str),
     /// The database cannot be reached or answered with an I/O error.
     Unavailable(String),
-    /// A row does not satisfy the invariants the schema should have enforced.
+    /// A row does not satisfy the invariants the schema should have enforced,
+    /// or the database file itself is damaged (or empty).
     Corrupt(String),
     /// The database URL or options are not usable.
     Config(String),
@@ -70,7 +75,7 @@ impl fmt::Display for StoreError {
             StoreError::Conflict(field) => write!(f, "a row with this {field} already exists"),
             StoreError::MissingReference(what) => write!(f, "the referenced {what} does not exist"),
             StoreError::Unavailable(e) => write!(f, "database unavailable: {e}"),
-            StoreError::Corrupt(e) => write!(f, "corrupt row in the database: {e}"),
+            StoreError::Corrupt(e) => write!(f, "the database is corrupt: {e}"),
             StoreError::Config(e) => write!(f, "database configuration: {e}"),
             StoreError::Database(e) => write!(f, "database error: {e}"),
         }
@@ -330,6 +335,9 @@ pub struct TokenFilter {
     pub keys: Vec<String>,
     /// Only tokens hashed with this pepper.
     pub pepper_id: Option<PepperId>,
+    /// Only tokens whose description is exactly one of these (case-sensitive, as NetBox's
+    /// `?description=`). `None`: any description; `Some` of an empty list: no token at all.
+    pub descriptions: Option<Vec<String>>,
 }
 
 /// A deferred write after a successful authentication.

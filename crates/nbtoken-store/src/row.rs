@@ -41,9 +41,9 @@ pub(crate) fn ip_text(ip: Option<IpAddr>) -> Option<String> {
     ip.map(|ip| ip.to_string())
 }
 
-/// The stored strings of allowed networks: `None` when unrestricted.
+/// The stored strings of allowed networks: `None` when not set (`NULL`), an empty list for `[]`.
 pub(crate) fn allowed_ips_strings(ips: &AllowedIps) -> Option<Vec<String>> {
-    if ips.is_unrestricted() {
+    if !ips.is_list() {
         return None;
     }
     Some(ips.nets().iter().map(IpNet::to_string).collect())
@@ -75,8 +75,8 @@ pub(crate) struct TokenRow {
     pub last_used: Option<OffsetDateTime>,
     pub enabled: bool,
     pub write_enabled: bool,
-    /// Networks as text (a bare address is one host); empty when unrestricted.
-    pub allowed_ips: Vec<String>,
+    /// Networks as text (a bare address is one host); `None` for `NULL`, empty for `[]`.
+    pub allowed_ips: Option<Vec<String>>,
     pub last_used_ip: Option<String>,
     pub username: String,
     pub user_active: bool,
@@ -130,7 +130,7 @@ impl TokenRow {
             write_enabled: self.write_enabled,
             expires: self.expires.map(truncate),
             last_used: self.last_used.map(truncate),
-            allowed_ips: allowed_ips(&self.allowed_ips, id)?,
+            allowed_ips: allowed_ips(self.allowed_ips.as_deref(), id)?,
         };
         Ok(TokenRecord {
             token,
@@ -154,10 +154,8 @@ fn digest(hex: &str, id: i64, column: &str) -> Result<Digest> {
     Digest::from_hex(hex).map_err(|_| corrupt(T, id, column, "is not 64 hexadecimal characters"))
 }
 
-fn allowed_ips(items: &[String], id: i64) -> Result<AllowedIps> {
-    if items.is_empty() {
-        return Ok(AllowedIps::default());
-    }
+fn allowed_ips(items: Option<&[String]>, id: i64) -> Result<AllowedIps> {
+    let Some(items) = items else { return Ok(AllowedIps::default()) };
     // NetBox's column is inet[], whose text form leaves out the prefix length of a single host.
     let nets = items
         .iter()
@@ -195,7 +193,7 @@ mod tests {
             last_used: None,
             enabled: true,
             write_enabled: true,
-            allowed_ips: vec!["10.0.0.0/8".into(), "192.0.2.1".into()],
+            allowed_ips: Some(vec!["10.0.0.0/8".into(), "192.0.2.1".into()]),
             last_used_ip: Some("2001:db8::1".into()),
             username: "u".into(),
             user_active: true,
@@ -228,7 +226,10 @@ mod tests {
             (TokenRow { hmac_digest: Some(secret_looking.into()), ..row() }, "hmac_digest is not 64"),
             (TokenRow { pepper_id: Some(40_000), ..row() }, "pepper_id is not a pepper id"),
             (TokenRow { prev_pepper_id: Some(1), ..row() }, "prev_* columns are only partly set"),
-            (TokenRow { allowed_ips: vec![secret_looking.into()], ..row() }, "allowed_ips is not an array"),
+            (
+                TokenRow { allowed_ips: Some(vec![secret_looking.into()]), ..row() },
+                "allowed_ips is not an array",
+            ),
             (TokenRow { last_used_ip: Some(secret_looking.into()), ..row() }, "last_used_ip is not an IP"),
             (TokenRow { version: 3, ..row() }, "version is 3, not 1 or 2"),
             (TokenRow { version: 1, ..row() }, "plaintext is missing on a v1 token"),

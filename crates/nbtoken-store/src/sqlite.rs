@@ -1,19 +1,31 @@
 //! The SQLite backend: the embedded default, one file beside the server.
 //!
 //! The database runs in WAL mode with foreign keys on, so readers never wait
-//! for the writer and deleting a user deletes their tokens. The schema lives in
-//! `migrations/sqlite` and is applied when the store connects.
+//! for the writer and deleting a user deletes their tokens, and with
+//! `synchronous=FULL`, so a commit the store reports is on disk. The schema
+//! lives in `migrations/sqlite` and is applied when the store connects.
+//!
+//! A file the store creates is `0600` (it holds password hashes and v1
+//! plaintexts). An empty existing file is refused, never taken for a new
+//! database. A connection that comes back to the pool still inside a
+//! transaction (a failed `COMMIT` whose `ROLLBACK` failed too, as on a full
+//! disk) is closed, never reused: reusing it would nest later writes in a
+//! transaction that is never committed, acknowledged but never saved, while
+//! it holds the write lock.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use nbtoken_core::{Digest, PepperId, PreviousSecret, StoredCredential};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
+use time::OffsetDateTime;
 
+use crate::health::{Health, WriteProbe};
 use crate::{
     NewToken, NewUser, Page, PepperUsage, Result, Store, StoreError, TokenFilter, TokenPatch, TokenRecord,
     Touch, User, UserFilter, UserPatch,
@@ -44,6 +56,26 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The database file (`None` in memory), for messages and checks.
+    path: Option<PathBuf>,
+    write_probe: Arc<WriteProbe>,
+    read_failing_since: Arc<Mutex<Option<OffsetDateTime>>>,
+}
+
+/// The database file an SQLite URL or bare path names, if it names one
+/// (`None` for `sqlite::memory:` and for PostgreSQL URLs).
+pub fn database_file(url: &str) -> Option<PathBuf> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    if url.starts_with("sqlite:") {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return None;
+        }
+        let options = SqliteConnectOptions::from_str(url).ok()?;
+        return Some(options.get_filename().to_path_buf());
+    }
+    Some(PathBuf::from(url))
 }
 
 impl SqliteStore {
@@ -60,7 +92,9 @@ impl SqliteStore {
                 options = options.create_if_missing(true);
             }
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-            Self::open(options, in_memory).await
+            // `mode=ro` / `mode=rw` never create the file; without a mode, or with `rwc`, we do.
+            let creates = !url.contains("mode=") || url.contains("mode=rwc");
+            Self::open(options, in_memory, creates).await
         } else {
             Self::open_file(Path::new(url)).await
         }
@@ -68,28 +102,151 @@ impl SqliteStore {
 
     /// Opens (creating it if missing) the database file at `path` and applies the schema.
     pub async fn open_file(path: &Path) -> Result<Self> {
-        Self::open(SqliteConnectOptions::new().filename(path).create_if_missing(true), false).await
+        Self::open(SqliteConnectOptions::new().filename(path).create_if_missing(true), false, true).await
     }
 
-    async fn open(options: SqliteConnectOptions, in_memory: bool) -> Result<Self> {
+    async fn open(options: SqliteConnectOptions, in_memory: bool, creates: bool) -> Result<Self> {
+        let path = (!in_memory).then(|| options.get_filename().to_path_buf());
+        let created = match &path {
+            Some(path) => prepare_file(path, creates)?,
+            None => false,
+        };
+        let opened = Self::open_pool(options, in_memory, path.as_deref()).await;
+        if let (Err(_), true, Some(path)) = (&opened, created, &path) {
+            // Leave no empty file behind: the next start would refuse it.
+            if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        let pool = opened?;
+        Ok(Self { pool, path, write_probe: Arc::default(), read_failing_since: Arc::default() })
+    }
+
+    async fn open_pool(
+        options: SqliteConnectOptions,
+        in_memory: bool,
+        path: Option<&Path>,
+    ) -> Result<SqlitePool> {
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
-            .synchronous(SqliteSynchronous::Normal);
-        let mut pool =
-            SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(ACQUIRE_TIMEOUT);
+            .synchronous(SqliteSynchronous::Full);
+        let mut pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    // A dropped transaction queued its ROLLBACK on the connection's
+                    // worker; the ping runs after it. Still inside a transaction
+                    // means the ROLLBACK failed: close the connection (which rolls
+                    // back) rather than nest the next caller's writes in it.
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            });
         if in_memory {
             // An in-memory database lives as long as one connection to it:
             // keep one open for the life of the pool.
             pool = pool.min_connections(1).idle_timeout(None).max_lifetime(None);
         }
-        let pool = pool.connect_with(options).await.map_err(map_err)?;
-        MIGRATOR.run(&pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => map_err(e),
-            other => StoreError::Database(format!("cannot apply the schema: {other}")),
-        })?;
-        Ok(Self { pool })
+        let named = |e: StoreError| match (path, e) {
+            (Some(p), StoreError::Corrupt(e)) => StoreError::Corrupt(format!(
+                "{}: {e} (restore it from a backup; nbtoken will not start on it)",
+                p.display()
+            )),
+            (Some(p), StoreError::Unavailable(e)) => StoreError::Unavailable(format!(
+                "cannot open {}: {e} (check that the file and its directory are writable by this user \
+                 and the file system is mounted read-write and not full)",
+                p.display()
+            )),
+            (_, e) => e,
+        };
+        let pool = pool.connect_with(options).await.map_err(map_err).map_err(named)?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => map_err(e),
+                other => StoreError::Database(format!("cannot apply the schema: {other}")),
+            })
+            .map_err(named)?;
+        Ok(pool)
+    }
+
+    /// Checks what a server should not start without: the file is intact
+    /// (`PRAGMA quick_check`) and a write commits. The errors say which and
+    /// name the file.
+    pub async fn preflight(&self) -> Result<()> {
+        let file = self
+            .path
+            .as_ref()
+            .map_or_else(|| "the in-memory database".to_owned(), |p| p.display().to_string());
+        let findings: Vec<String> = sqlx::query_scalar("PRAGMA quick_check")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| match map_err(e) {
+                StoreError::Corrupt(e) => {
+                    StoreError::Corrupt(format!("{file}: {e} (restore it from a backup)"))
+                }
+                other => other,
+            })?;
+        if findings.iter().any(|f| f != "ok") {
+            return Err(StoreError::Corrupt(format!(
+                "{file} failed its integrity check ({} problem(s), first: {}); restore it from a backup",
+                findings.len(),
+                findings.first().map(String::as_str).unwrap_or_default()
+            )));
+        }
+        self.check_writable().await.map_err(|e| {
+            StoreError::Unavailable(format!(
+                "{file} cannot be written ({e}): check that the file and its directory are writable, \
+                 the file system is mounted read-write and is not full"
+            ))
+        })
+    }
+
+    /// Commits a tiny write now (the health check's probe, not rate-limited).
+    pub async fn check_writable(&self) -> Result<()> {
+        let result = self.probe_write().await;
+        self.write_probe.record(result.is_ok()).await;
+        result
+    }
+
+    async fn probe_write(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO nbtoken_health (id, probed_at) VALUES (1, ?) \
+             ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+        )
+        .bind(timestamp(now())?)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    /// Whether the database reads and, by a write probe run at most every
+    /// [`crate::health::WRITE_PROBE_INTERVAL`], writes.
+    pub async fn health(&self) -> Health {
+        let read = self.ping().await;
+        let since = {
+            let mut failing = self.read_failing_since.lock().unwrap_or_else(PoisonError::into_inner);
+            match read {
+                Ok(()) => {
+                    *failing = None;
+                    None
+                }
+                Err(_) => Some(*failing.get_or_insert_with(now)),
+            }
+        };
+        if let Some(since) = since {
+            return Health::Unreachable { since };
+        }
+        match self.write_probe.check(self.probe_write()).await {
+            None => Health::Ok,
+            Some(since) => Health::CannotWrite { since },
+        }
     }
 
     /// The connection pool, for maintenance and tests that need raw SQL.
@@ -109,6 +266,40 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Before SQLite opens `path`: an existing empty file is refused (SQLite would
+/// take it for a new database, and the server for a first start); a missing
+/// one is created `0600` when the store may create it, so the `-wal` and
+/// `-shm` files SQLite adds beside it get the same mode.
+///
+/// Answers whether it created the file.
+fn prepare_file(path: &Path, creates: bool) -> Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.len() == 0 => Err(StoreError::Corrupt(format!(
+            "{} is empty (0 bytes): not a database nbtoken wrote, or a truncated one. \
+             Refusing to open it as a new database (a first start would create a new admin): \
+             restore it from a backup, or delete it to start afresh",
+            path.display()
+        ))),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && creates => Ok(create_private(path)),
+        // Anything else (no such file without create, no permission…) SQLite reports itself.
+        Err(_) => Ok(false),
+    }
+}
+
+/// Creates `path` empty with mode `0600`; `false` if it did not (it appeared
+/// meanwhile, or its directory is missing: SQLite's own error says so).
+#[cfg(unix)]
+fn create_private(path: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).is_ok()
+}
+
+#[cfg(not(unix))]
+fn create_private(_: &Path) -> bool {
+    false
 }
 
 async fn fetch_user(conn: &mut SqliteConnection, id: i64) -> Result<Option<User>> {

@@ -58,6 +58,8 @@ macro_rules! mount_suite {
             unknown_user_is_missing_reference,
             check_constraint_enforces_version_fields,
             list_tokens_filters_pages_and_counts,
+            list_tokens_by_description,
+            allowed_ips_keeps_null_apart_from_an_empty_list,
             list_tokens_orders_newest_first_then_id,
             update_token_patch_semantics,
             delete_token_and_cascade_on_user_delete,
@@ -150,8 +152,8 @@ mod sqlite {
             assert_eq!(pragma(&b.store, "journal_mode").await, "wal");
             assert_eq!(pragma(&b.store, "foreign_keys").await, "1");
             assert_eq!(pragma(&b.store, "busy_timeout").await, "5000");
-            // NORMAL
-            assert_eq!(pragma(&b.store, "synchronous").await, "1");
+            // FULL: a commit the store acknowledges is on disk.
+            assert_eq!(pragma(&b.store, "synchronous").await, "2");
         }
 
         #[tokio::test]

@@ -7,13 +7,16 @@ use nbtoken_core::SecretString;
 
 /// NetBox-compatible API tokens: serve, issue, verify, rotate and revoke.
 #[derive(Parser, Debug)]
-#[command(name = "nbtoken", version, about)]
+#[command(name = "nbtoken", version = VERSION, about)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `--version`: the package version and the commit it was built from (`unknown` without git).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("NBTOKEN_COMMIT"), ")");
 
 /// Options every command takes.
 #[derive(Args, Debug, Clone)]
@@ -52,6 +55,16 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Find NetBox tokens and v1 `Token` headers in files; exit 1 on findings.
     Scan(ScanArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page (roff) to stdout: `nbtoken man > nbtoken.1`, `nbtoken man token create > nbtoken-token-create.1`.
+    Man {
+        /// The command whose page to print, e.g. `token create` (default: the top-level page).
+        command: Vec<String>,
+    },
 }
 
 /// A remote NetBox-compatible API (nbtoken or NetBox 4.5+).
@@ -98,6 +111,8 @@ pub enum MigrateCommand {
 
 #[derive(Args, Debug)]
 pub struct AuditArgs {
+    #[command(flatten)]
+    pub remote: Remote,
     /// Tokens unused for longer than this are stale (e.g. 90d).
     #[arg(long, default_value = "90d")]
     pub stale_after: String,

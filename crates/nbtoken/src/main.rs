@@ -5,7 +5,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -17,6 +17,12 @@ mod settings;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    // Generated from the clap definition itself, so they cannot drift from the flags.
+    match &args.command {
+        cli::Command::Completions { shell } => return print_completions(*shell),
+        cli::Command::Man { command } => return print_man(command),
+        _ => {}
+    }
     // The server logs what it does; one-shot commands speak through their output.
     let default = if matches!(args.command, cli::Command::Serve(_)) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("NBTOKEN_LOG")
@@ -48,8 +54,59 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(commands::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped early (`| head`) is not an error, as with grep and ripgrep.
+        Err(e) if output::is_stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Written, not `eprintln!`: a closed stderr must not turn an error into a panic.
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `nbtoken completions SHELL`: the completion script on stdout.
+fn print_completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+    // Into memory first: clap_complete panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "nbtoken", &mut script);
+    match std::io::stdout().write_all(&script).and_then(|()| std::io::stdout().flush()) {
+        // A reader that stopped early (`| head`) is not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            let _ = writeln!(std::io::stderr(), "error: cannot write the completion script: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// `nbtoken man [COMMAND…]`: the manual page (roff) of `nbtoken` or of one of its
+/// commands (`nbtoken man token create` is `nbtoken-token-create(1)`), on stdout.
+fn print_man(path: &[String]) -> ExitCode {
+    let mut page = <cli::Cli as clap::CommandFactory>::command();
+    // Global options (`--data-dir`, `--database`, `--config`) belong on every page.
+    page.build();
+    let mut name = String::from("nbtoken");
+    for part in path {
+        match page.find_subcommand(part) {
+            Some(sub) => page = sub.clone(),
+            None => {
+                eprintln!("error: {name} has no command named {part:?}");
+                return ExitCode::FAILURE;
+            }
+        }
+        name = format!("{name}-{part}");
+    }
+    // Named as installed: nbtoken-token(1).
+    let page = page.name(name).version(cli::VERSION);
+    let mut out = Vec::new();
+    let written = clap_mangen::Man::new(page)
+        .render(&mut out)
+        .and_then(|()| std::io::Write::write_all(&mut std::io::stdout(), &out));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the manual page: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,13 +1,64 @@
 //! Terminal output: aligned tables for people, JSON for scripts.
+//!
+//! Nothing here panics on a closed pipe: standard output is written with
+//! [`line`], whose [`StdoutClosed`] error ends the command quietly (as grep
+//! does under `| head`), and notes go to stderr with [`note!`], which ignores
+//! a closed stderr.
+
+use std::fmt;
+use std::io::Write;
 
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use nbtoken_server::json::timestamp;
 use nbtoken_store::{TokenRecord, User};
 use serde_json::Value;
 
+/// Standard output was closed by its reader (`nbtoken … | head -1`).
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Whether `e` is a closed standard output and nothing else (no context added by a
+/// command that had more to say, such as a secret it could not print).
+pub fn is_stdout_closed(e: &anyhow::Error) -> bool {
+    let outer: &(dyn std::error::Error + 'static) = e.as_ref();
+    outer.is::<StdoutClosed>()
+}
+
+/// An error writing standard output: [`StdoutClosed`] for a closed pipe.
+pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        StdoutClosed.into()
+    } else {
+        anyhow::Error::new(e).context("cannot write to standard output")
+    }
+}
+
+/// Writes `text` and a newline to standard output, flushed.
+pub fn line(text: impl fmt::Display) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").and_then(|()| out.flush()).map_err(stdout_error)
+}
+
+/// Writes a line to stderr; a closed stderr is ignored rather than a panic.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+pub(crate) use note;
+
 /// Prints JSON, pretty.
-pub fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
+pub fn print_json(v: &Value) -> anyhow::Result<()> {
+    line(serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()))
 }
 
 fn table(header: &[&str]) -> Table {

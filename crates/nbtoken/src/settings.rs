@@ -29,7 +29,11 @@ struct FileConfig {
     failure_limit_per_ip: Option<u32>,
     failure_limit_per_key: Option<u32>,
     trusted_proxies: Option<Vec<String>>,
+    client_ip_header: Option<String>,
+    public_url: Option<String>,
     metrics_token_keys: Option<bool>,
+    access_log: Option<String>,
+    max_connections_per_ip: Option<usize>,
     #[serde(default)]
     peppers: BTreeMap<String, String>,
 }
@@ -50,12 +54,18 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub bind: SocketAddr,
+    /// Whether the listen address was given (flag, `NBTOKEN_BIND` or config file) rather than the default.
+    pub bind_configured: bool,
     pub v1_policy: V1Policy,
     pub v1_sunset: Option<time::OffsetDateTime>,
     pub cache_ttl: std::time::Duration,
     pub limits: nbtoken_server::limit::LimitConfig,
     pub trusted_proxies: Vec<IpNet>,
+    pub client_ip_header: nbtoken_server::client_ip::ClientIpHeader,
+    pub public_url: Option<nbtoken_server::json::BaseUrl>,
     pub metrics_token_keys: bool,
+    pub access_log: nbtoken_server::observe::AccessLog,
+    pub max_connections_per_ip: usize,
     pub peppers: PepperRing,
     pub pepper_source: PepperSource,
 }
@@ -81,7 +91,11 @@ impl Settings {
             Some(url) => url,
             None => format!("sqlite://{}", data_dir.join("nbtoken.sqlite3").display()),
         };
-        let bind_text = bind_flag.map(str::to_owned).or(file.bind).unwrap_or_else(|| DEFAULT_BIND.to_owned());
+        // `serve --bind` reads NBTOKEN_BIND through clap; other commands read it here, so the
+        // URLs they print name the address the server really listens on.
+        let bind_given = bind_flag.map(str::to_owned).or_else(|| env("NBTOKEN_BIND")).or(file.bind);
+        let bind_configured = bind_given.is_some();
+        let bind_text = bind_given.unwrap_or_else(|| DEFAULT_BIND.to_owned());
         let bind: SocketAddr = bind_text
             .parse()
             .with_context(|| format!("invalid bind address {bind_text:?} (expected IP:PORT)"))?;
@@ -135,11 +149,34 @@ impl Settings {
                     .with_context(|| format!("invalid trusted proxy {p:?} (expected an IP or CIDR)"))
             })
             .collect::<Result<Vec<_>>>()?;
+        let client_ip_header = match env("NBTOKEN_CLIENT_IP_HEADER").or(file.client_ip_header) {
+            None => nbtoken_server::client_ip::ClientIpHeader::default(),
+            Some(v) => nbtoken_server::client_ip::ClientIpHeader::parse(&v)
+                .map_err(|e| anyhow::anyhow!("invalid NBTOKEN_CLIENT_IP_HEADER / client_ip_header: {e}"))?,
+        };
+        let public_url = match env("NBTOKEN_PUBLIC_URL").or(file.public_url) {
+            None => None,
+            Some(v) => Some(
+                nbtoken_server::json::BaseUrl::parse_public(&v)
+                    .map_err(|e| anyhow::anyhow!("invalid NBTOKEN_PUBLIC_URL / public_url {v:?}: {e}"))?,
+            ),
+        };
         let metrics_token_keys = match env("NBTOKEN_METRICS_TOKEN_KEYS") {
             Some(v) => parse_flag(&v).with_context(|| {
                 format!("invalid NBTOKEN_METRICS_TOKEN_KEYS {v:?}: use 1 or 0 (true or false)")
             })?,
             None => file.metrics_token_keys.unwrap_or(false),
+        };
+        let access_log = match env("NBTOKEN_ACCESS_LOG").or(file.access_log) {
+            None => nbtoken_server::observe::AccessLog::Off,
+            Some(v) => nbtoken_server::observe::AccessLog::parse(&v)
+                .map_err(|e| anyhow::anyhow!("invalid NBTOKEN_ACCESS_LOG / access_log {v:?}: {e}"))?,
+        };
+        let max_connections_per_ip = match env("NBTOKEN_MAX_CONNECTIONS_PER_IP") {
+            Some(v) => v.trim().parse().with_context(|| {
+                format!("invalid NBTOKEN_MAX_CONNECTIONS_PER_IP {v:?}: a number of connections (0: no cap)")
+            })?,
+            None => file.max_connections_per_ip.unwrap_or(nbtoken_server::DEFAULT_MAX_CONNECTIONS_PER_IP),
         };
 
         let mut entries: BTreeMap<PepperId, SecretString> = BTreeMap::new();
@@ -169,12 +206,17 @@ impl Settings {
             data_dir,
             database_url,
             bind,
+            bind_configured,
             v1_policy,
             v1_sunset,
             cache_ttl,
             limits,
             trusted_proxies,
+            client_ip_header,
+            public_url,
             metrics_token_keys,
+            access_log,
+            max_connections_per_ip,
             peppers,
             pepper_source,
         })
@@ -185,10 +227,14 @@ impl Settings {
         let mut c = nbtoken_server::Config::new(self.bind, self.peppers.clone());
         c.v1_policy = self.v1_policy;
         c.trusted_proxies = self.trusted_proxies.clone();
+        c.client_ip_header = self.client_ip_header.clone();
+        c.public_url = self.public_url.clone();
         c.v1_sunset = self.v1_sunset;
         c.cache_ttl = self.cache_ttl;
         c.limits = self.limits;
         c.metrics_token_keys = self.metrics_token_keys;
+        c.access_log = self.access_log;
+        c.max_connections_per_ip = self.max_connections_per_ip;
         // Under JSON logs every line on stderr must be JSON.
         c.announce = !matches!(log_format(), Ok(LogFormat::Json));
         c
@@ -317,8 +363,9 @@ pub fn read_password_stdin() -> Result<SecretString> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).context("cannot read the password from stdin")?;
     let pw = line.trim_end_matches(['\r', '\n']).to_owned();
-    if !nbtoken_core::password::password_long_enough(&pw) {
-        bail!("the password must be at least {} characters", nbtoken_core::password::MIN_PASSWORD_CHARS);
+    // The API's rule (NetBox 4.7's default validators), in the same words.
+    if let Err(weak) = nbtoken_core::password::check_password(&pw) {
+        bail!("the password is too weak: {weak}");
     }
     Ok(SecretString::new(pw))
 }

@@ -10,13 +10,23 @@ use std::process::Command;
 
 use common::{curl, nbtoken, run, serve};
 #[test]
-fn first_start_prints_a_working_token_and_curl_uses_it() {
+fn first_start_writes_a_working_token_to_a_private_file_and_curl_uses_it() {
     let dir = tempfile::tempdir().unwrap();
     let served = serve(dir.path());
-    let token_line =
-        served.stdout_lines.iter().find(|l| l.trim_start().starts_with("token:")).expect("token printed");
-    let token = token_line.split_whitespace().last().unwrap().to_owned();
+    // stdout is a pipe, as under systemd or Docker: only the file's path is printed, never the secrets.
+    let first = served.first_start.as_ref().expect("first start names its credentials file");
+    let token = first.token.clone();
     assert!(token.starts_with("nbt_"));
+    assert_eq!(first.path, dir.path().join("data/first-start-admin.txt"));
+    let printed = served.stdout_lines.join("\n");
+    assert!(!printed.contains(&token) && !printed.contains(&first.password), "{printed}");
+    assert!(!printed.contains("nbt_"), "{printed}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&first.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "credentials file mode {mode:o}");
+    }
     let (code, body) = curl(&[
         "-H",
         &format!("Authorization: Bearer {token}"),
@@ -38,7 +48,7 @@ fn first_start_prints_a_working_token_and_curl_uses_it() {
     drop(served);
     // A second start keeps the same pepper and database: the token still works, and no new admin is made.
     let again = serve(dir.path());
-    assert!(again.stdout_lines.iter().all(|l| !l.contains("token:")));
+    assert!(again.first_start.is_none() && again.stdout_lines.is_empty(), "{:?}", again.stdout_lines);
     let (code, _) = curl(&[
         "-H",
         &format!("Authorization: Bearer {token}"),
@@ -58,7 +68,7 @@ fn admin_commands_and_json_output() {
     };
     let mut c = nbtoken(d);
     c.args(["user", "create", "alice", "--password-stdin", "--json"]);
-    let (ok, out, err) = run(&mut c, Some("alice-password-1\n"));
+    let (ok, out, err) = run(&mut c, Some("Alice-password-1\n"));
     assert!(ok, "{err}");
     let alice: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(alice["username"], "alice");
@@ -103,7 +113,7 @@ fn admin_commands_and_json_output() {
     let (ok, shown, _) = run(nbtoken(d).args(["token", "show", &id, "--json"]), None);
     assert!(ok);
     assert!(!shown.contains(&secret));
-    assert!(serde_json::from_str::<Value>(&shown).unwrap().get("token").is_none());
+    assert!(serde_json::from_str::<Value>(&shown).unwrap()["token"].is_null());
 
     let (ok, _, _) = run(nbtoken(d).args(["token", "disable", &id]), None);
     assert!(ok);
@@ -160,4 +170,44 @@ fn bad_configuration_is_a_clear_error() {
     let (ok, _, err) = run(&mut c, None);
     assert!(!ok);
     assert!(err.contains("allow, warn or deny"), "{err}");
+}
+
+/// The CLI refuses what the API refuses, in the same words (NetBox 4.7.3's default
+/// validators), on `user create` and `user set-password`; a generated password passes.
+#[test]
+fn cli_password_rule_is_the_apis() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases = [
+        ("abc", "This password is too short. It must contain at least 12 characters. Password must have at least one numeral."),
+        ("abcdefghijk1", "Password must have at least one uppercase letter."),
+        ("ABCDEFGHIJK1", "Password must have at least one lowercase letter."),
+        ("Abcdefghij1", "This password is too short. It must contain at least 12 characters."),
+    ];
+    for (pw, words) in cases {
+        let (ok, _, err) =
+            run(nbtoken(d).args(["user", "create", "weak", "--password-stdin"]), Some(&format!("{pw}\n")));
+        assert!(!ok && err.contains(words), "{pw:?}: {err}");
+        assert!(!err.contains(pw) || pw == "abc", "the password is not echoed: {err}");
+    }
+    let (ok, _, err) =
+        run(nbtoken(d).args(["user", "create", "bob", "--password-stdin"]), Some("Abcdefghijk1\n"));
+    assert!(ok, "{err}");
+    let (ok, _, err) =
+        run(nbtoken(d).args(["user", "set-password", "bob", "--password-stdin"]), Some("abcdefghijk1\n"));
+    assert!(!ok && err.contains("Password must have at least one uppercase letter."), "{err}");
+    // Without --password-stdin a password is generated (and printed once); it always passes.
+    for _ in 0..20 {
+        let (ok, out, err) = run(nbtoken(d).args(["user", "set-password", "bob"]), None);
+        assert!(ok, "{err}");
+        let pw = out.trim().rsplit(' ').next().unwrap();
+        let has = |f: fn(&char) -> bool| pw.chars().any(|c| f(&c));
+        assert!(
+            pw.len() >= 12
+                && has(char::is_ascii_digit)
+                && has(char::is_ascii_uppercase)
+                && has(char::is_ascii_lowercase),
+            "{out}"
+        );
+    }
 }

@@ -33,7 +33,7 @@ fn json_logs_carry_the_request_id_and_never_the_token() {
         }
         out
     };
-    cli(&["user", "create", "ops", "--superuser", "--password-stdin"], Some("a long password\n"));
+    cli(&["user", "create", "ops", "--superuser", "--password-stdin"], Some("A long password 1\n"));
     let created: Value =
         serde_json::from_str(&cli(&["token", "create", "--user", "ops", "--json"], None)).unwrap();
     let (key, secret) = (created["key"].as_str().unwrap(), created["token"].as_str().unwrap());
@@ -116,4 +116,57 @@ fn json_logs_carry_the_request_id_and_never_the_token() {
     for s in [secret, PEPPER, "in-the-query"] {
         assert!(!stderr.contains(s), "{s} was logged:\n{stderr}");
     }
+}
+
+/// Issue 16, item 9: a crafted `X-Request-ID` wrote what looked like another request into
+/// the text log (`… method=DELETE … status=204`). Only a safe id (`[A-Za-z0-9._-]`, at most
+/// 128 characters) is kept, others are replaced by a new one, and text logs quote values.
+#[test]
+fn a_crafted_request_id_cannot_forge_a_text_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = nbtoken(dir.path())
+        .env("NBTOKEN_PEPPER_1", PEPPER)
+        .env("NBTOKEN_LOG", "info")
+        .env("NBTOKEN_LOG_FORMAT", "text")
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while curl(&[&format!("{base}/livez")]).0 != 200 {
+        assert!(started.elapsed() < Duration::from_secs(20), "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let forged = r#"X-Request-ID: x" method=DELETE route="/api/users/tokens/{id}/"}: nbtoken_server::observe: request status=204 micros=9"#;
+    // Refusals are always logged: an anonymous list is a 403.
+    let (code, head) = curl(&["-i", "-H", forged, &format!("{base}/api/users/tokens/")]);
+    assert_eq!(code, 403, "{head}");
+    let replaced = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-request-id: ").map(|v| v.trim().to_owned()))
+        .unwrap_or_else(|| panic!("no request id echoed:\n{head}"));
+    assert_eq!(replaced.len(), 36, "a new UUID, not the client's value: {replaced}");
+    let (code, _) = curl(&["-H", "X-Request-ID: req-text.1_A", &format!("{base}/api/users/tokens/")]);
+    assert_eq!(code, 403);
+    std::thread::sleep(Duration::from_millis(200));
+    server.kill().unwrap();
+    let mut stderr = String::new();
+    server.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    server.wait().unwrap();
+
+    for forged_part in ["DELETE", "status=204", "micros=9"] {
+        assert!(!stderr.contains(forged_part), "{forged_part:?} in the log:\n{stderr}");
+    }
+    let line =
+        |id: &str| stderr.lines().find(|l| l.contains(&format!("request_id=\"{id}\""))).map(str::to_owned);
+    let replaced_line = line(&replaced).unwrap_or_else(|| panic!("no quoted line for {replaced}:\n{stderr}"));
+    assert!(
+        replaced_line.contains("method=\"GET\"") && replaced_line.contains("status=403"),
+        "{replaced_line}"
+    );
+    let kept = line("req-text.1_A").unwrap_or_else(|| panic!("no quoted line for the safe id:\n{stderr}"));
+    assert!(kept.contains("route=\"/api/users/tokens/\""), "{kept}");
 }

@@ -53,11 +53,14 @@ fn pynetbox_works_unchanged() {
             break;
         }
     }
+    // stdout is a pipe, not a terminal: the first start names an owner-only file holding the password.
     let mut password = None;
     for line in BufReader::new(server.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
-        if let Some(p) = line.trim().strip_prefix("password:") {
-            password = Some(p.trim().to_owned());
+        if let Some(path) = line.split(" are in ").nth(1).and_then(|rest| rest.split(" (").next()) {
+            let text = std::fs::read_to_string(path).unwrap();
+            password =
+                text.lines().find_map(|l| l.trim().strip_prefix("password:")).map(|p| p.trim().to_owned());
             break;
         }
     }

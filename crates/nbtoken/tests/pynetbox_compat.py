@@ -25,7 +25,7 @@ tok = nb.create_token(user, password)
 check("create_token returns a v2 token record", tok.version == 2 and len(tok.key) == 12, repr(dict(tok)))
 check("create_token stores the full nbt_ value", nb.token == f"nbt_{tok.key}.{tok.token}")
 
-check("nb.version reads API-Version", nb.version == "4.6", nb.version)
+check("nb.version reads API-Version", nb.version == "4.7", nb.version)
 status = nb.status()
 check("nb.status() is a dict with netbox-version", isinstance(status, dict) and "netbox-version" in status, status)
 

@@ -13,7 +13,7 @@ use common::{curl, free_port, nbtoken, run};
 use serde_json::Value;
 
 const PEPPER: &str = "log-pepper-0123456789-0123456789-0123456789-0123456789";
-const PASSWORD: &str = "correct-horse-battery-staple";
+const PASSWORD: &str = "Correct-horse-battery-staple-9";
 
 #[test]
 fn no_secret_reaches_logs_error_bodies_or_the_database() {

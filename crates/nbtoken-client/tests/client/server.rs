@@ -34,9 +34,9 @@ async fn base_url_forms() {
 async fn status_and_api_version() {
     let s = Server::start().await;
     let c = s.admin();
-    assert_eq!(c.api_version().await.unwrap(), "4.6");
+    assert_eq!(c.api_version().await.unwrap(), "4.7");
     let st = c.status().await.unwrap();
-    assert_eq!(st.netbox_version.as_deref(), Some("4.6.0"));
+    assert_eq!(st.netbox_version.as_deref(), Some("4.7.3"));
     assert!(st.nbtoken_version.is_some());
     assert!(st.other.contains_key("installed_apps"), "{:?}", st.other);
 }

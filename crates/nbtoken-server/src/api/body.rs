@@ -1,4 +1,8 @@
 //! Request bodies: JSON objects read field by field, with DRF-style errors.
+//!
+//! Error bodies name fields, positions and lengths, never a value the client sent: not a
+//! string, not an unknown key (a token pasted as a key would come back in the answer, and
+//! from there into proxy logs), not the text of a network that does not parse.
 
 use axum::body::Bytes;
 use nbtoken_core::AllowedIps;
@@ -24,7 +28,18 @@ pub fn parse_object(body: &Bytes) -> ApiResult<Map<String, Value>> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::field("__all__", "Invalid data. Expected a dictionary.")),
-        Err(e) => Err(ApiError::bad_request(format!("JSON parse error - {e}"))),
+        Err(e) => Err(ApiError::bad_request(parse_error_message(&e))),
+    }
+}
+
+/// serde_json's text for a syntax error is one of its fixed messages plus a position; any
+/// other error (a data error's text may quote the input) is reduced to the position.
+fn parse_error_message(e: &serde_json::Error) -> String {
+    match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            format!("JSON parse error - {e}")
+        }
+        _ => format!("JSON parse error - invalid data at line {} column {}", e.line(), e.column()),
     }
 }
 
@@ -55,18 +70,56 @@ fn nesting(body: &[u8]) -> usize {
 }
 
 /// Rejects fields that are neither writable nor known read-only ones.
+///
+/// The answer never repeats an unknown key (it is something the client sent, perhaps a
+/// secret pasted in the wrong place): `{"__all__": ["…"]}` gives each one's position and
+/// length, and the writable field it most resembles, which is a name of ours.
 pub fn reject_unknown(m: &Map<String, Value>, writable: &[&str], read_only: &[&str]) -> ApiResult<()> {
-    let mut errors = Map::new();
-    for k in m.keys() {
-        if !writable.contains(&k.as_str()) && !read_only.contains(&k.as_str()) {
-            errors.insert(k.clone(), Value::Array(vec![Value::String("Unknown field.".into())]));
-        }
-    }
-    if errors.is_empty() {
+    let messages: Vec<Value> = m
+        .keys()
+        .enumerate()
+        .filter(|(_, k)| !writable.contains(&k.as_str()) && !read_only.contains(&k.as_str()))
+        .map(|(i, k)| {
+            let n = k.chars().count();
+            let mut msg = format!("Unknown field: key {} of the object ({n} characters).", i + 1);
+            if let Some(near) = nearest(k, writable) {
+                msg.push_str(&format!(" Did you mean \"{near}\"?"));
+            }
+            Value::String(msg)
+        })
+        .collect();
+    if messages.is_empty() {
         Ok(())
     } else {
+        let mut errors = Map::new();
+        errors.insert("__all__".into(), Value::Array(messages));
         Err(ApiError::fields(errors))
     }
+}
+
+/// The field of `known` within two edits of `k` (a typo), if there is one.
+fn nearest<'a>(k: &str, known: &[&'a str]) -> Option<&'a str> {
+    // Long keys are no typo of a field name; skip the quadratic work on them.
+    if k.len() > 40 {
+        return None;
+    }
+    known.iter().map(|f| (edit_distance(k, f), *f)).filter(|(d, _)| *d <= 2).min().map(|(_, f)| f)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(row[j]).min(row[j + 1]) };
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// A boolean field (JSON true/false; DRF also takes "true"/"false" strings).
@@ -155,14 +208,16 @@ pub fn opt_allowed_ips(m: &Map<String, Value>, k: &str) -> ApiResult<Option<Allo
             k,
             format!("At most {} networks may be given.", nbtoken_core::verify::MAX_ALLOWED_NETWORKS),
         )),
-        Err(Some(i)) => {
-            Err(ApiError::field(k, format!("Invalid IP network: {}", truncate(texts[i].trim(), 60))))
-        }
+        // Which entry and how long it is, never its text.
+        Err(Some(i)) => Err(ApiError::field(
+            k,
+            format!(
+                "Invalid IP network: entry {} ({} characters) is not an address or a network such as \"10.0.0.0/8\".",
+                i + 1,
+                texts[i].chars().count()
+            ),
+        )),
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
 }
 
 #[cfg(test)]
@@ -187,5 +242,15 @@ mod tests {
         assert_eq!(shown, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
         let bad: Map<String, Value> = serde_json::from_str(r#"{"a": ["10.0.0.0/33"]}"#).unwrap();
         assert!(opt_allowed_ips(&bad, "a").is_err());
+    }
+
+    #[test]
+    fn typos_are_matched_to_field_names() {
+        let known = ["write_enabled", "enabled", "description"];
+        assert_eq!(nearest("write_enable", &known), Some("write_enabled"));
+        assert_eq!(nearest("descripton", &known), Some("description"));
+        assert_eq!(nearest("nbt_AbCdEfGhIjKl", &known), None);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

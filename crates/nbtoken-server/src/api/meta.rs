@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use nbtoken_store::Store;
+use nbtoken_store::Health;
 use serde_json::{json, Value};
 
 use super::{current_user, Ctx};
@@ -16,6 +16,17 @@ use crate::json;
 use crate::AppState;
 
 /// `GET /api/`: the API root (pynetbox reads `API-Version` from it).
+#[utoipa::path(
+    get,
+    path = "/api/",
+    operation_id = "api_root",
+    tag = "api",
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 200, description = "Links to the API's parts", body = crate::api::schema::ApiRoot),
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn root(_: Principal, ctx: Ctx) -> Json<Value> {
     Json(json!({
         "users": ctx.base.url("/api/users/"),
@@ -25,6 +36,17 @@ pub async fn root(_: Principal, ctx: Ctx) -> Json<Value> {
 }
 
 /// `GET /api/users/`: the app root.
+#[utoipa::path(
+    get,
+    path = "/api/users/",
+    operation_id = "users_root",
+    tag = "users",
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 200, description = "Links to tokens and users", body = crate::api::schema::UsersRoot),
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn users_root(_: Principal, ctx: Ctx) -> Json<Value> {
     Json(json!({
         "tokens": ctx.base.url("/api/users/tokens/"),
@@ -33,12 +55,23 @@ pub async fn users_root(_: Principal, ctx: Ctx) -> Json<Value> {
 }
 
 /// `GET /api/status/`
+#[utoipa::path(
+    get,
+    path = "/api/status/",
+    operation_id = "status_retrieve",
+    tag = "api",
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 200, description = "Versions and settings", body = crate::api::schema::Status),
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn status(State(state): State<Arc<AppState>>, _: Principal) -> Json<Value> {
     let peppers: Vec<u16> = state.config.peppers.ids().map(|p| p.get()).collect();
     // NetBox's keys (with `installed_apps` spelled as 4.x does), plus nbtoken's own.
     Json(json!({
-        "netbox-version": format!("{}.0", crate::API_VERSION),
-        "netbox-full-version": format!("{}.0-nbtoken-{}", crate::API_VERSION, env!("CARGO_PKG_VERSION")),
+        "netbox-version": crate::NETBOX_VERSION,
+        "netbox-full-version": format!("{}-nbtoken-{}", crate::NETBOX_VERSION, env!("CARGO_PKG_VERSION")),
         "installed_apps": {},
         "plugins": {},
         "rq-workers-running": 0,
@@ -49,6 +82,17 @@ pub async fn status(State(state): State<Arc<AppState>>, _: Principal) -> Json<Va
 }
 
 /// `GET /api/authentication-check/`: the authenticated user, serialised.
+#[utoipa::path(
+    get,
+    path = "/api/authentication-check/",
+    operation_id = "authentication_check_retrieve",
+    tag = "api",
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 200, description = "The authenticated user", body = crate::api::schema::User),
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn authentication_check(
     State(state): State<Arc<AppState>>,
     p: Principal,
@@ -59,28 +103,63 @@ pub async fn authentication_check(
 }
 
 /// `GET /livez`: 200 while the process serves requests; touches nothing (liveness probes, benchmarks' baseline).
+#[utoipa::path(
+    get,
+    path = "/livez",
+    operation_id = "livez",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The process serves requests", body = crate::api::schema::Health),
+    )
+)]
 pub async fn livez() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /healthz`: 200 when the database answers, 503 when it does not. No authentication.
+/// `GET /healthz`: 200 when the database answers and (on SQLite) can commit a
+/// write; 503 with `detail` and `since` (when the store first found it so)
+/// when it cannot. No authentication. The SQLite write probe runs at most
+/// every 2 s and a PostgreSQL outage is answered from the store's circuit
+/// breaker, so health checks stay cheap.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    summary = "Health: whether the database answers (and on SQLite can write)",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The database answers (and on SQLite can write)", body = crate::api::schema::Health),
+        (status = 503, description = "The database is unreachable or cannot write", body = crate::api::schema::Health),
+    )
+)]
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
-        Err(e) => {
-            state.metrics.store_error();
-            tracing::warn!(error = %e, "health check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "detail": "database unreachable"})),
-            )
-                .into_response()
-        }
-    }
+    let (detail, since) = match state.store.health().await {
+        Health::Ok => return (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
+        Health::Unreachable { since } => ("database unreachable", since),
+        Health::CannotWrite { since } => ("database cannot write (disk full or read-only)", since),
+        // A state a newer store reports: unhealthy, since it is not known to be ok.
+        _ => ("database unhealthy", time::OffsetDateTime::now_utc()),
+    };
+    state.metrics.store_error();
+    tracing::warn!(detail, since = %json::timestamp(since), "health check failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "unavailable", "detail": detail, "since": json::timestamp(since)})),
+    )
+        .into_response()
 }
 
 /// `GET /metrics`: Prometheus metrics (OpenMetrics text). No authentication, like `/healthz`:
 /// restrict it at the proxy. No value in it is a secret.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus metrics (OpenMetrics text)", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+    )
+)]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], state.metrics.encode())
         .into_response()

@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, MethodRouter};
 use axum::Router;
 use nbtoken_store::{Store, User};
 use serde_json::Value;
@@ -19,16 +19,59 @@ use crate::{AppState, API_VERSION};
 
 pub mod body;
 pub mod meta;
+pub mod schema;
 pub mod tokens;
 pub mod users;
 
 /// Every route. `/api/…` routes run the authentication middleware and carry `API-Version`;
 /// `/auth/forward` is the forward-auth check; every request is logged and timed.
 pub fn routes(state: Arc<AppState>) -> Router {
-    let api = Router::new()
+    let api = api_routes()
+        .router
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::middleware));
+    other_routes()
+        .router
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(api_version_header))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::observe::track))
+        .with_state(state)
+}
+
+/// Every path the router serves, in axum's syntax (`{id}`, `{*path}`), taken from the same
+/// tables [`routes`] is built from: the list the OpenAPI document ([`schema`]) is checked against.
+pub fn route_paths() -> Vec<&'static str> {
+    let mut paths = api_routes().paths;
+    paths.extend(other_routes().paths);
+    paths
+}
+
+/// A router being built that remembers the path of each route it is given.
+struct Table {
+    router: Router<Arc<AppState>>,
+    paths: Vec<&'static str>,
+}
+
+impl Table {
+    fn new() -> Self {
+        Self { router: Router::new(), paths: Vec::new() }
+    }
+
+    fn route(mut self, path: &'static str, methods: MethodRouter<Arc<AppState>>) -> Self {
+        self.router = self.router.route(path, methods);
+        self.paths.push(path);
+        self
+    }
+}
+
+/// The `/api/…` routes (behind the authentication middleware).
+fn api_routes() -> Table {
+    Table::new()
         .route("/api/", get(meta::root))
         .route("/api/status/", get(meta::status))
         .route("/api/authentication-check/", get(meta::authentication_check))
+        .route("/api/schema/", get(schema::schema))
         .route("/api/users/", get(meta::users_root))
         .route("/api/users/tokens/", get(tokens::list).post(tokens::create))
         .route("/api/users/tokens/provision/", post(tokens::provision))
@@ -41,8 +84,11 @@ pub fn routes(state: Arc<AppState>) -> Router {
             "/api/users/users/{id}/",
             get(users::retrieve).put(users::replace).patch(users::update).delete(users::destroy),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::middleware));
-    Router::new()
+}
+
+/// Operations endpoints and forward-auth (each authenticates, or not, on its own).
+fn other_routes() -> Table {
+    Table::new()
         .route("/healthz", get(meta::healthz))
         .route("/livez", get(meta::livez))
         .route("/metrics", get(meta::metrics))
@@ -50,12 +96,6 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route(crate::forward::PATH, any(crate::forward::check))
         .route("/auth/forward/", any(crate::forward::check))
         .route("/auth/forward/{*path}", any(crate::forward::check))
-        .merge(api)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(api_version_header))
-        .layer(middleware::from_fn_with_state(state.clone(), crate::observe::track))
-        .with_state(state)
 }
 
 /// NetBox sets `API-Version` on every `/api/` response, errors included; pynetbox reads it from a 403 too.
@@ -69,7 +109,24 @@ async fn api_version_header(req: axum::extract::Request, next: middleware::Next)
 }
 
 async fn method_not_allowed(method: axum::http::Method) -> ApiError {
-    ApiError::detail(StatusCode::METHOD_NOT_ALLOWED, format!("Method \"{method}\" not allowed."))
+    use axum::http::Method;
+    // DRF's text names the method; an extension method is whatever the client sent, so it is not repeated.
+    let standard = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    if standard.contains(&method) {
+        ApiError::detail(StatusCode::METHOD_NOT_ALLOWED, format!("Method \"{method}\" not allowed."))
+    } else {
+        ApiError::detail(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.")
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -89,7 +146,12 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let fallback = state.config.bind.to_string();
-        Ok(Ctx { base: BaseUrl::from_headers(&parts.headers, &fallback), query: Query::from_parts(parts)? })
+        let peer_trusted = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .is_some_and(|c| crate::client_ip::is_trusted(c.0.ip(), &state.config.trusted_proxies));
+        let base = BaseUrl::for_request(&parts.headers, peer_trusted, &state.config, &fallback);
+        Ok(Ctx { base, query: Query::from_parts(parts)? })
     }
 }
 

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use nbtoken_core::issue::MAX_DESCRIPTION_CHARS;
-use nbtoken_core::password::{dummy_hash, verify_password};
+use nbtoken_core::password::dummy_hash;
 use nbtoken_core::{IssueError, PepperError, PepperId, SecretString, TokenVersion};
 use nbtoken_store::{Store, TokenFilter, TokenPatch, TokenRecord, User, UserPatch};
 use serde_json::{Map, Value};
@@ -37,9 +37,23 @@ pub const WRITABLE: &[&str] = &[
     "allowed_ips",
 ];
 /// Fields of the token JSON a client may send back unchanged (ignored, as DRF ignores them).
-pub const READ_ONLY: &[&str] = &["id", "url", "display_url", "display", "key", "created", "last_used"];
+pub const READ_ONLY: &[&str] =
+    &["id", "url", "display_url", "display", "key", "created", "last_used", "last_used_ip"];
 
 /// `GET /api/users/tokens/`
+#[utoipa::path(
+    get,
+    path = "/api/users/tokens/",
+    operation_id = "users_tokens_list",
+    tag = "tokens",
+    params(crate::api::schema::Paging, crate::api::schema::TokenFilters),
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 200, description = "A page of tokens: the caller's own, or all for a superuser", body = crate::api::schema::TokenList),
+        crate::api::schema::Invalid,
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn list(State(state): State<Arc<AppState>>, p: Principal, ctx: Ctx) -> ApiResult<Json<Value>> {
     let me = current_user(&state, &p).await?;
     let mut filter = filter_from_query(&ctx)?;
@@ -62,16 +76,22 @@ fn filter_from_query(ctx: &Ctx) -> ApiResult<TokenFilter> {
         None => None,
         Some("1") => Some(TokenVersion::V1),
         Some("2") => Some(TokenVersion::V2),
-        Some(v) => {
+        // Django's text that names no value: error bodies never echo what the client sent.
+        Some(_) => {
             return Err(ApiError::field(
                 "version",
-                format!("Select a valid choice. {v} is not one of the available choices."),
+                "Select a valid choice. That choice is not one of the available choices.",
             ))
         }
     };
     let pepper_id = match q.last("pepper_id") {
         None => None,
-        Some(v) => Some(PepperId::parse(v).map_err(|e| ApiError::field("pepper_id", e.to_string()))?),
+        Some(v) => Some(PepperId::parse(v).map_err(|_| {
+            ApiError::field(
+                "pepper_id",
+                format!("Enter a whole number from 0 to {}.", nbtoken_core::pepper::MAX_PEPPER_ID),
+            )
+        })?),
     };
     Ok(TokenFilter {
         ids: q.ints("id")?,
@@ -82,7 +102,19 @@ fn filter_from_query(ctx: &Ctx) -> ApiResult<TokenFilter> {
         write_enabled: q.boolean("write_enabled")?,
         keys: q.all("key").to_vec(),
         pepper_id,
+        descriptions: description_filter(q.all("description")),
     })
+}
+
+/// `?description=` as NetBox's `MultiValueCharFilter` reads it: exact matches, several values
+/// OR'ed; empty values are dropped (none left: no filter), the rest trimmed as Django's
+/// `CharField` does; `null` asks for a NULL description, which no token has.
+fn description_filter(values: &[String]) -> Option<Vec<String>> {
+    let kept: Vec<&String> = values.iter().filter(|v| !v.is_empty()).collect();
+    if kept.is_empty() {
+        return None;
+    }
+    Some(kept.into_iter().map(|v| v.trim()).filter(|v| *v != "null").map(str::to_owned).collect())
 }
 
 /// Loads a token the caller may see; others' tokens are a 404 to non-superusers, as in NetBox.
@@ -94,6 +126,19 @@ async fn visible(state: &AppState, me: &User, id: i64) -> ApiResult<TokenRecord>
 }
 
 /// `GET /api/users/tokens/{id}/`
+#[utoipa::path(
+    get,
+    path = "/api/users/tokens/{id}/",
+    operation_id = "users_tokens_retrieve",
+    tag = "tokens",
+    params(("id" = i64, Path, description = "The token's id")),
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 200, description = "The token (never its secret)", body = crate::api::schema::Token),
+        crate::api::schema::NotFound,
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn retrieve(
     State(state): State<Arc<AppState>>,
     p: Principal,
@@ -129,6 +174,10 @@ async fn resolve_user(state: &AppState, v: &Value) -> ApiResult<User> {
     found.ok_or_else(|| ApiError::field("user", "Related object not found using the provided attributes."))
 }
 
+/// A `pepper_id` no configured pepper has (the id is not repeated: error bodies never echo values).
+const MSG_UNKNOWN_PEPPER: &str =
+    "Invalid pepper ID. Check configured API_TOKEN_PEPPERS (NBTOKEN_PEPPER_<ID>).";
+
 fn may_manage_for(me: &User, owner_id: i64) -> bool {
     me.is_superuser || me.can_grant_tokens || owner_id == me.id
 }
@@ -138,7 +187,9 @@ fn issue_error(e: IssueError) -> ApiError {
         IssueError::ExpiryInPast { .. } => "expires",
         IssueError::DescriptionTooLong(_) => "description",
         IssueError::Token(_) => "token",
-        IssueError::Pepper(PepperError::Unknown(_)) => "pepper_id",
+        IssueError::Pepper(PepperError::Unknown(_)) => {
+            return ApiError::field("pepper_id", MSG_UNKNOWN_PEPPER);
+        }
         IssueError::V1NotAllowed => "version",
         _ => "__all__",
     };
@@ -163,31 +214,28 @@ fn common_fields(m: &Map<String, Value>) -> ApiResult<TokenFields> {
     })
 }
 
-/// Issues a token for `owner` from request fields and stores it; the answer carries the secret once.
+/// Issues a token for `owner` from request fields and stores it; the answer's JSON carries the secret once.
 async fn issue_and_store(
     state: &AppState,
     ctx: &Ctx,
     owner: &User,
     m: &Map<String, Value>,
-) -> ApiResult<Response> {
+) -> ApiResult<Value> {
     let fields = common_fields(m)?;
     let version = match opt_int(m, "version")? {
         None | Some(2) => TokenVersion::V2,
         Some(1) => TokenVersion::V1,
-        Some(v) => return Err(ApiError::field("version", format!("\"{v}\" is not a valid choice."))),
+        Some(_) => return Err(ApiError::field("version", "Not a valid choice: expected 1 or 2.")),
     };
-    let chosen = match m.get("token") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(SecretString::from(s.as_str())),
-        Some(_) => return Err(ApiError::field("token", "Not a valid string.")),
-    };
+    // NetBox 4.7 made `token` read-only: whatever a client sends is ignored and
+    // a random value generated. Importing a known value stays in the CLI.
     let pepper_id = match opt_int(m, "pepper_id")? {
         None => None,
         Some(id) => Some(
             u16::try_from(id)
                 .ok()
                 .and_then(|id| PepperId::new(id).ok())
-                .ok_or_else(|| ApiError::field("pepper_id", format!("Invalid pepper ID: {id}.")))?,
+                .ok_or_else(|| ApiError::field("pepper_id", MSG_UNKNOWN_PEPPER))?,
         ),
     };
     let made = create_token(
@@ -197,14 +245,15 @@ async fn issue_and_store(
         owner.id,
         TokenSpec {
             version,
-            chosen,
+            chosen: None,
             chosen_key: None,
             pepper_id: if version == TokenVersion::V2 { pepper_id } else { None },
             description: fields.description.unwrap_or_default(),
             expires: fields.expires.flatten(),
             enabled: fields.enabled.unwrap_or(true),
             write_enabled: fields.write_enabled.unwrap_or(true),
-            allowed_ips: fields.allowed_ips.unwrap_or_default(),
+            // NetBox's `TokenSerializer.allowed_ips` defaults to `[]`, not the model's `null`.
+            allowed_ips: fields.allowed_ips.unwrap_or_else(nbtoken_core::AllowedIps::empty_list),
         },
     )
     .await
@@ -214,10 +263,24 @@ async fn issue_and_store(
         CreateError::ValueInUse => ApiError::field("token", "This token value is already in use."),
         CreateError::Store(e) => e.into(),
     })?;
-    Ok(created(json::token_with_secret(&ctx.base, &made.record, &made.secret)))
+    Ok(json::token_with_secret(&ctx.base, &made.record, &made.secret))
 }
 
 /// `POST /api/users/tokens/`
+#[utoipa::path(
+    post,
+    path = "/api/users/tokens/",
+    operation_id = "users_tokens_create",
+    tag = "tokens",
+    request_body = crate::api::schema::TokenWrite,
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 201, description = "Created; `token` holds the secret, shown this once; `Location` names it", body = crate::api::schema::Token),
+        crate::api::schema::Invalid,
+        crate::api::schema::TooLarge,
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     p: Principal,
@@ -237,7 +300,7 @@ pub async fn create(
             "This user does not have permission to create tokens for other users.",
         ));
     }
-    issue_and_store(&state, &ctx, &owner, &m).await
+    Ok(created(issue_and_store(&state, &ctx, &owner, &m).await?))
 }
 
 async fn change(
@@ -252,9 +315,17 @@ async fn change(
     let current = visible(state, &me, path_id(id, "Token")?).await?;
     let m = parse_object(body)?;
     reject_unknown(&m, WRITABLE, READ_ONLY)?;
-    for fixed in ["token", "pepper_id"] {
-        if m.get(fixed).is_some_and(|v| !v.is_null()) {
-            return Err(ApiError::field(fixed, "Cannot be changed on an existing token; rotate it instead."));
+    // `token` is read-only (NetBox 4.7), so a value sent here is ignored like `user`: a new
+    // secret comes only from rotation.
+    const FIXED: &str = "Cannot be changed on an existing token; rotate it instead.";
+    // The token's own pepper id, as a GET shows it, may be sent back (a PUT of the object).
+    if let Some(sent) = opt_int(&m, "pepper_id")? {
+        let own = match &current.token.credential {
+            nbtoken_core::StoredCredential::V2 { pepper_id, .. } => Some(i64::from(pepper_id.get())),
+            nbtoken_core::StoredCredential::V1 { .. } => None,
+        };
+        if Some(sent) != own {
+            return Err(ApiError::field("pepper_id", FIXED));
         }
     }
     if let Some(v) = opt_int(&m, "version")? {
@@ -263,23 +334,17 @@ async fn change(
         }
     }
     let fields = common_fields(&m)?;
-    let user_id = match m.get("user") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            let owner = resolve_user(state, v).await?;
-            if owner.id != current.token.user_id && !(me.is_superuser || me.can_grant_tokens) {
-                return Err(ApiError::forbidden());
-            }
-            Some(owner.id)
-        }
-    };
+    // `user` is read-only once a token exists (NetBox 4.7's `TokenSerializer.get_fields`), so
+    // whatever a client sends there is ignored, unvalidated, as DRF ignores read-only fields:
+    // a token never changes hands, whoever asks (a grant-able user could otherwise move her own
+    // token to a superuser and act as one).
     let mut patch = TokenPatch {
         description: fields.description,
         expires: fields.expires,
         enabled: fields.enabled,
         write_enabled: fields.write_enabled,
         allowed_ips: fields.allowed_ips,
-        user_id,
+        user_id: None,
     };
     if full {
         // PUT replaces: fields left out go back to their defaults.
@@ -287,7 +352,7 @@ async fn change(
         patch.expires.get_or_insert(None);
         patch.enabled.get_or_insert(true);
         patch.write_enabled.get_or_insert(true);
-        patch.allowed_ips.get_or_insert_with(Default::default);
+        patch.allowed_ips.get_or_insert_with(nbtoken_core::AllowedIps::empty_list);
     }
     let r = state.store.update_token(current.token.id, patch).await?;
     state.cache.invalidate_token(r.token.id);
@@ -296,6 +361,22 @@ async fn change(
 }
 
 /// `PATCH /api/users/tokens/{id}/`
+#[utoipa::path(
+    patch,
+    path = "/api/users/tokens/{id}/",
+    operation_id = "users_tokens_partial_update",
+    tag = "tokens",
+    params(("id" = i64, Path, description = "The token's id")),
+    request_body = crate::api::schema::TokenWrite,
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 200, description = "The changed token", body = crate::api::schema::Token),
+        crate::api::schema::Invalid,
+        crate::api::schema::NotFound,
+        crate::api::schema::TooLarge,
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn update(
     State(state): State<Arc<AppState>>,
     p: Principal,
@@ -307,6 +388,22 @@ pub async fn update(
 }
 
 /// `PUT /api/users/tokens/{id}/`
+#[utoipa::path(
+    put,
+    path = "/api/users/tokens/{id}/",
+    operation_id = "users_tokens_update",
+    tag = "tokens",
+    params(("id" = i64, Path, description = "The token's id")),
+    request_body = crate::api::schema::TokenWrite,
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 200, description = "The changed token", body = crate::api::schema::Token),
+        crate::api::schema::Invalid,
+        crate::api::schema::NotFound,
+        crate::api::schema::TooLarge,
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn replace(
     State(state): State<Arc<AppState>>,
     p: Principal,
@@ -318,6 +415,19 @@ pub async fn replace(
 }
 
 /// `DELETE /api/users/tokens/{id}/`
+#[utoipa::path(
+    delete,
+    path = "/api/users/tokens/{id}/",
+    operation_id = "users_tokens_destroy",
+    tag = "tokens",
+    params(("id" = i64, Path, description = "The token's id")),
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        crate::api::schema::NotFound,
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn destroy(
     State(state): State<Arc<AppState>>,
     p: Principal,
@@ -332,6 +442,20 @@ pub async fn destroy(
 }
 
 /// `POST /api/users/tokens/provision/`: username and password in, a new v2 token out.
+#[utoipa::path(
+    post,
+    path = "/api/users/tokens/provision/",
+    operation_id = "users_tokens_provision_create",
+    tag = "tokens",
+    request_body = crate::api::schema::Provision,
+    security((), ("tokenAuth" = [])),
+    responses(
+        (status = 201, description = "A new v2 token for that user; `token` holds the secret, shown this once", body = crate::api::schema::ProvisionedToken),
+        crate::api::schema::Invalid,
+        crate::api::schema::TooLarge,
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn provision(
     State(state): State<Arc<AppState>>,
     Extension(ClientIp(client_ip)): Extension<ClientIp>,
@@ -361,11 +485,10 @@ pub async fn provision(
     // No user has a NUL in its name (and PostgreSQL cannot look one up): checked like an unknown user.
     let user = if username.contains('\0') { None } else { state.store.user_by_name(&username).await? };
     let phc = user.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_owned());
-    // argon2 takes tens of milliseconds: keep it off the async workers. An
-    // unknown user is checked against a dummy hash so both cost the same.
-    let ok = tokio::task::spawn_blocking(move || verify_password(password.expose(), &phc)).await.map_err(
-        |_| ApiError::detail(StatusCode::SERVICE_UNAVAILABLE, "Password check failed; try again."),
-    )?;
+    // argon2 runs on the bounded password workers (429/503 when busy); an unknown
+    // user is checked against a dummy hash so both cost the same. The client's slot
+    // is held until its failure, if any, has been counted.
+    let (ok, _slot) = crate::passwords::check_provision(&state, client_ip, password, phc).await?;
     let user = match user {
         Some(u) if ok && u.is_active => u,
         _ => {
@@ -381,5 +504,10 @@ pub async fn provision(
         .update_user(user.id, UserPatch { last_login: Some(OffsetDateTime::now_utc()), ..Default::default() })
         .await?;
     m.remove("version");
-    issue_and_store(&state, &ctx, &user, &m).await
+    let mut answer = issue_and_store(&state, &ctx, &user, &m).await?;
+    // NetBox's `TokenProvisionSerializer` lists its fields without `pepper_id`.
+    if let Value::Object(o) = &mut answer {
+        o.remove("pepper_id");
+    }
+    Ok(created(answer))
 }

@@ -4,10 +4,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use nbtoken_core::password::hash_password;
 use nbtoken_store::{NewUser, Store, User, UserFilter, UserPatch};
 use serde_json::{Map, Value};
 
@@ -41,6 +39,19 @@ const READ_ONLY: &[&str] = &[
 ];
 
 /// `GET /api/users/users/`
+#[utoipa::path(
+    get,
+    path = "/api/users/users/",
+    operation_id = "users_users_list",
+    tag = "users",
+    params(crate::api::schema::Paging, crate::api::schema::UserFilters),
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 200, description = "A page of users: the caller, or all for a superuser", body = crate::api::schema::UserList),
+        crate::api::schema::Invalid,
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn list(State(state): State<Arc<AppState>>, p: Principal, ctx: Ctx) -> ApiResult<Json<Value>> {
     let me = current_user(&state, &p).await?;
     let q = &ctx.query;
@@ -70,6 +81,19 @@ async fn visible(state: &AppState, me: &User, id: i64) -> ApiResult<User> {
 }
 
 /// `GET /api/users/users/{id}/`
+#[utoipa::path(
+    get,
+    path = "/api/users/users/{id}/",
+    operation_id = "users_users_retrieve",
+    tag = "users",
+    params(("id" = i64, Path, description = "The user's id")),
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 200, description = "The user", body = crate::api::schema::User),
+        crate::api::schema::NotFound,
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn retrieve(
     State(state): State<Arc<AppState>>,
     p: Principal,
@@ -100,26 +124,38 @@ fn valid_username(name: &str) -> ApiResult<()> {
     }
 }
 
-async fn password_field(m: &Map<String, Value>) -> ApiResult<Option<String>> {
+/// The hash of a `password` field, made on the bounded password workers (503 when they are busy).
+async fn password_field(state: &AppState, m: &Map<String, Value>) -> ApiResult<Option<String>> {
     let Some(pw) = opt_string(m, "password", 1024)? else { return Ok(None) };
-    if !nbtoken_core::password::password_long_enough(&pw) {
-        return Err(ApiError::field(
-            "password",
-            "This password is too short. It must contain at least 8 characters.",
-        ));
+    // DRF's own field check, before the validators run (it trims whitespace first).
+    if pw.trim().is_empty() {
+        return Err(ApiError::field("password", "This field may not be blank."));
     }
-    let hash = tokio::task::spawn_blocking(move || hash_password(&pw))
-        .await
-        .map_err(|_| {
-            ApiError::detail(StatusCode::SERVICE_UNAVAILABLE, "Password hashing failed; try again.")
-        })?
-        .map_err(|_| {
-            ApiError::detail(StatusCode::SERVICE_UNAVAILABLE, "Password hashing failed; try again.")
-        })?;
-    Ok(Some(hash))
+    // NetBox runs Django's validators in `UserSerializer.validate`, so their errors are
+    // non-field errors: all of them under `__all__`.
+    if let Err(weak) = nbtoken_core::password::check_password(&pw) {
+        let mut errors = Map::new();
+        errors.insert("__all__".into(), weak.messages().iter().map(|m| Value::from(*m)).collect());
+        return Err(ApiError::fields(errors));
+    }
+    Ok(Some(state.passwords.hash(nbtoken_core::SecretString::new(pw)).await?))
 }
 
 /// `POST /api/users/users/`
+#[utoipa::path(
+    post,
+    path = "/api/users/users/",
+    operation_id = "users_users_create",
+    tag = "users",
+    request_body = crate::api::schema::UserWrite,
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 201, description = "Created (superusers only)", body = crate::api::schema::User),
+        crate::api::schema::Invalid,
+        crate::api::schema::TooLarge,
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     p: Principal,
@@ -137,7 +173,7 @@ pub async fn create(
         .store
         .create_user(NewUser {
             username,
-            password_hash: password_field(&m).await?,
+            password_hash: password_field(&state, &m).await?,
             first_name: opt_string(&m, "first_name", 150)?.unwrap_or_default(),
             last_name: opt_string(&m, "last_name", 150)?.unwrap_or_default(),
             email: opt_string(&m, "email", 254)?.unwrap_or_default(),
@@ -174,7 +210,7 @@ async fn change(
     }
     let patch = UserPatch {
         username,
-        password_hash: password_field(&m).await?.map(Some),
+        password_hash: password_field(state, &m).await?.map(Some),
         first_name: opt_string(&m, "first_name", 150)?,
         last_name: opt_string(&m, "last_name", 150)?,
         email: opt_string(&m, "email", 254)?,
@@ -195,6 +231,22 @@ async fn change(
 }
 
 /// `PATCH /api/users/users/{id}/`
+#[utoipa::path(
+    patch,
+    path = "/api/users/users/{id}/",
+    operation_id = "users_users_partial_update",
+    tag = "users",
+    params(("id" = i64, Path, description = "The user's id")),
+    request_body = crate::api::schema::UserWrite,
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 200, description = "The changed user", body = crate::api::schema::User),
+        crate::api::schema::Invalid,
+        crate::api::schema::NotFound,
+        crate::api::schema::TooLarge,
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn update(
     State(state): State<Arc<AppState>>,
     p: Principal,
@@ -206,6 +258,22 @@ pub async fn update(
 }
 
 /// `PUT /api/users/users/{id}/` (fields left out keep their values, as a PATCH would).
+#[utoipa::path(
+    put,
+    path = "/api/users/users/{id}/",
+    operation_id = "users_users_update",
+    tag = "users",
+    params(("id" = i64, Path, description = "The user's id")),
+    request_body = crate::api::schema::UserWrite,
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 200, description = "The changed user", body = crate::api::schema::User),
+        crate::api::schema::Invalid,
+        crate::api::schema::NotFound,
+        crate::api::schema::TooLarge,
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn replace(
     State(state): State<Arc<AppState>>,
     p: Principal,
@@ -217,6 +285,19 @@ pub async fn replace(
 }
 
 /// `DELETE /api/users/users/{id}/`
+#[utoipa::path(
+    delete,
+    path = "/api/users/users/{id}/",
+    operation_id = "users_users_destroy",
+    tag = "users",
+    params(("id" = i64, Path, description = "The user's id")),
+    security(("tokenAuth" = [])),
+    responses(
+        (status = 204, description = "Deleted (superusers only)"),
+        crate::api::schema::NotFound,
+        crate::api::schema::Refusals,
+    )
+)]
 pub async fn destroy(
     State(state): State<Arc<AppState>>,
     p: Principal,

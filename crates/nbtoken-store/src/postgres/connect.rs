@@ -1,6 +1,7 @@
 //! Connecting a [`PgStore`]: options, the first connection, the schema and its migrations.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
@@ -8,6 +9,7 @@ use sqlx::Connection;
 
 use super::convert::map_err;
 use super::PgStore;
+use crate::health::{Breaker, ProbeFn};
 use crate::{Result, StoreError};
 
 /// The schema, embedded in the binary.
@@ -19,6 +21,8 @@ const MAX_CONNECTIONS: u32 = 10;
 /// store reports itself unavailable: an authentication service answers
 /// quickly or not at all.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the circuit breaker's probe waits for a connection and a round trip.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How to connect a [`PgStore`], beyond its URL.
 #[derive(Clone, Debug)]
@@ -119,11 +123,37 @@ impl PgStore {
         // Closing politely is a courtesy; the pool opens its own connections.
         let _ = conn.close().await;
 
+        let probe_options = connect.clone();
+        let probe_timeout = options.connect_timeout.min(PROBE_TIMEOUT);
+        let probe: ProbeFn = Box::new(move || {
+            let options = probe_options.clone();
+            Box::pin(async move {
+                // A connection of its own: the pool's would wait out its acquire timeout.
+                let connected = tokio::time::timeout(probe_timeout, async {
+                    let mut conn = PgConnection::connect_with(&options).await?;
+                    sqlx::query("SELECT 1").execute(&mut conn).await?;
+                    conn.close().await
+                })
+                .await;
+                matches!(connected, Ok(Ok(())))
+            })
+        });
+        let breaker = Arc::new(Breaker::new(format!("PostgreSQL at {server}"), probe));
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.connect_timeout)
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    // A transaction dropped mid-way (its caller gave up, e.g. when the
+                    // breaker opened) only queues its ROLLBACK; the ping sends it now.
+                    // Left idle, the connection would hold its row locks until someone
+                    // happened to reuse it. Still inside a transaction: close it.
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_lazy_with(connect);
-        Ok(Self { pool, schema: options.schema })
+        Ok(Self { pool, schema: options.schema, breaker })
     }
 
     /// Drops this store's schema with every row in it, then closes the pool.

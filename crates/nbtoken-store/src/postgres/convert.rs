@@ -15,8 +15,8 @@ use crate::row::{allowed_ips_strings, corrupt, TokenRow};
 pub(super) use crate::row::{ip_text, now, truncate};
 use crate::{Result, StoreError, TokenRecord, User};
 
-/// The bound form of allowed networks: `NULL` when unrestricted, else CIDR
-/// strings that the statement casts to `inet[]`.
+/// The bound form of allowed networks: `NULL` when not set, else CIDR strings
+/// (none for `[]`) that the statement casts to `inet[]`.
 pub(super) fn allowed_ips_array(ips: &AllowedIps) -> Option<Vec<String>> {
     allowed_ips_strings(ips)
 }
@@ -104,7 +104,7 @@ pub(super) fn token_from_row(row: &PgRow) -> Result<TokenRecord> {
         last_used: get_time(row, T, "last_used")?,
         enabled: get(row, T, "enabled")?,
         write_enabled: get(row, T, "write_enabled")?,
-        allowed_ips: get::<Option<Vec<String>>>(row, T, "allowed_ips")?.unwrap_or_default(),
+        allowed_ips: get::<Option<Vec<String>>>(row, T, "allowed_ips")?,
         last_used_ip: get(row, T, "last_used_ip")?,
         username: get(row, "users", "username")?,
         user_active: get(row, "users", "user_active")?,

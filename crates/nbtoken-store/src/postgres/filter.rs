@@ -37,6 +37,24 @@ impl Conditions {
         qb.push(column).push(" = ANY(").push_bind(values).push(")");
     }
 
+    /// `column` one of `values` when the filter is set: no row at all when it is set to an
+    /// empty list, nothing added when it is `None`.
+    fn one_of_or_none<'a>(
+        &mut self,
+        qb: &mut QueryBuilder<'a, Postgres>,
+        column: &str,
+        values: &'a Option<Vec<String>>,
+    ) {
+        match values {
+            None => {}
+            Some(values) if values.is_empty() => {
+                self.next(qb);
+                qb.push("1 = 0");
+            }
+            Some(values) => self.any_of(qb, column, values),
+        }
+    }
+
     /// `column = value`; nothing when `value` is `None`.
     fn equals<'a, T>(&mut self, qb: &mut QueryBuilder<'a, Postgres>, column: &str, value: Option<T>)
     where
@@ -70,6 +88,7 @@ pub(super) fn push_token_filter<'a>(qb: &mut QueryBuilder<'a, Postgres>, filter:
     c.equals(qb, "t.enabled", filter.enabled);
     c.equals(qb, "t.write_enabled", filter.write_enabled);
     c.any_of(qb, "t.key", &filter.keys);
+    c.one_of_or_none(qb, "t.description", &filter.descriptions);
     c.equals(qb, "t.pepper_id", filter.pepper_id.map(pepper_column));
 }
 

@@ -54,7 +54,8 @@ fn parse_opt_timestamp(
     s.map(|s| parse_timestamp(&s, table, id, column)).transpose()
 }
 
-/// The stored text of allowed networks: `NULL` when unrestricted, else a JSON array of CIDR strings.
+/// The stored text of allowed networks: `NULL` when not set, else a JSON array of CIDR strings
+/// (`[]` for the empty list NetBox's REST API stores).
 pub(super) fn allowed_ips_json(ips: &AllowedIps) -> Result<Option<String>> {
     allowed_ips_strings(ips)
         .map(|nets| serde_json::to_string(&nets))
@@ -62,10 +63,11 @@ pub(super) fn allowed_ips_json(ips: &AllowedIps) -> Result<Option<String>> {
         .map_err(|e| StoreError::Database(format!("cannot store allowed_ips: {e}")))
 }
 
-fn parse_allowed_ips_json(s: Option<String>, id: i64) -> Result<Vec<String>> {
+fn parse_allowed_ips_json(s: Option<String>, id: i64) -> Result<Option<Vec<String>>> {
     match s.filter(|s| !s.trim().is_empty()) {
-        None => Ok(Vec::new()),
+        None => Ok(None),
         Some(s) => serde_json::from_str(&s)
+            .map(Some)
             .map_err(|_| corrupt("users_token", id, "allowed_ips", "is not a JSON array of networks")),
     }
 }
@@ -187,8 +189,10 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
                     // Primary result code: the low byte of the extended one.
                     let primary = db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
                     match primary {
-                        // BUSY, LOCKED, IOERR, FULL, CANTOPEN
-                        Some(5 | 6 | 10 | 13 | 14) => StoreError::Unavailable(message),
+                        // BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN: the database
+                        // cannot serve this now (a read-only file or a full disk is
+                        // the operator's to fix, and `/healthz` says so).
+                        Some(5 | 6 | 8 | 10 | 13 | 14) => StoreError::Unavailable(message),
                         // CORRUPT, NOTADB
                         Some(11 | 26) => StoreError::Corrupt(message),
                         _ => StoreError::Database(message),

@@ -24,12 +24,18 @@ pub fn database_url() -> Option<String> {
     match std::env::var(URL_VAR) {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but {URL_VAR} is not: run ./test.sh, which sets it"
+            );
             static SAID: Once = Once::new();
             SAID.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "skipped: {URL_VAR} not set: the PostgreSQL store tests return without running \
-                     (set it to e.g. postgres://postgres@127.0.0.1:5432/test)"
+                let _ = std::io::stderr().lock().write_all(
+                    format!(
+                        "skipped: {URL_VAR} not set: the PostgreSQL store tests return without running \
+                         (./test.sh sets it)\n"
+                    )
+                    .as_bytes(),
                 );
             });
             None

@@ -426,6 +426,75 @@ pub async fn list_tokens_filters_pages_and_counts<B: Backend>(b: &B) {
     check_tokens(s, none, ALL, 0, &[]).await;
 }
 
+/// `?description=` as NetBox filters it: exact, case-sensitive, several values OR'ed, and an
+/// empty list (only `null` asked) matching nothing.
+pub async fn list_tokens_by_description<B: Backend>(b: &B) {
+    let s = b.store();
+    let alice = s.create_user(new_user("alice")).await.unwrap();
+    let mut ids = Vec::new();
+    for d in ["ro", "RO", "ro runner", "", "null", "it's 'quoted'"] {
+        let (mut t, _) = v2_token(alice.id, 1);
+        t.description = d.into();
+        ids.push(s.create_token(t).await.unwrap().token.id);
+    }
+    let by = |d: Option<Vec<&str>>| TokenFilter {
+        descriptions: d.map(|d| d.into_iter().map(str::to_owned).collect()),
+        ..Default::default()
+    };
+    let sorted = |mut v: Vec<i64>| {
+        v.sort_unstable();
+        v
+    };
+    let cases: Vec<(Option<Vec<&str>>, Vec<i64>)> = vec![
+        (None, ids.clone()),
+        (Some(vec!["ro"]), vec![ids[0]]),
+        (Some(vec!["RO", "ro runner", "absent"]), vec![ids[1], ids[2]]),
+        (Some(vec![""]), vec![ids[3]]),
+        (Some(vec!["null"]), vec![ids[4]]),
+        (Some(vec!["it's 'quoted'"]), vec![ids[5]]),
+        (Some(vec!["r"]), vec![]),
+        (Some(vec![]), vec![]),
+    ];
+    for (descriptions, expected) in cases {
+        let f = by(descriptions.clone());
+        let (total, rows) = s.list_tokens(&f, ALL).await.unwrap();
+        let got = sorted(rows.iter().map(|r| r.token.id).collect());
+        assert_eq!((total, got), (expected.len() as u64, sorted(expected)), "{descriptions:?}");
+    }
+    // Combined with another filter: both hold.
+    let f = TokenFilter { descriptions: Some(vec!["ro".into()]), enabled: Some(false), ..Default::default() };
+    assert_eq!(s.list_tokens(&f, ALL).await.unwrap().0, 0);
+}
+
+/// An unrestricted token is stored as it was made: not set (`NULL`, as NetBox's model and
+/// nbshell) or an empty list (`[]`, what NetBox's REST API stores), through creation,
+/// reads and patches.
+pub async fn allowed_ips_keeps_null_apart_from_an_empty_list<B: Backend>(b: &B) {
+    let s = b.store();
+    let alice = s.create_user(new_user("alice")).await.unwrap();
+    let (null_one, _) = v2_token(alice.id, 1);
+    let null_one = s.create_token(null_one).await.unwrap();
+    let (mut listed, _) = v2_token(alice.id, 1);
+    listed.allowed_ips = AllowedIps::empty_list();
+    let listed = s.create_token(listed).await.unwrap();
+    assert!(!null_one.token.allowed_ips.is_list() && null_one.token.allowed_ips.is_unrestricted());
+    assert!(listed.token.allowed_ips.is_list() && listed.token.allowed_ips.is_unrestricted());
+    let read = |id| async move { s.token(id).await.unwrap().unwrap().token.allowed_ips };
+    assert_eq!(read(null_one.token.id).await, AllowedIps::default());
+    assert_eq!(read(listed.token.id).await, AllowedIps::empty_list());
+    // A patch that leaves allowed_ips alone keeps each form; one that sets it stores the new form.
+    let describe = TokenPatch { description: Some("x".into()), ..Default::default() };
+    s.update_token(null_one.token.id, describe.clone()).await.unwrap();
+    s.update_token(listed.token.id, describe).await.unwrap();
+    assert_eq!(read(null_one.token.id).await, AllowedIps::default());
+    assert_eq!(read(listed.token.id).await, AllowedIps::empty_list());
+    let to = |ips: AllowedIps| TokenPatch { allowed_ips: Some(ips), ..Default::default() };
+    s.update_token(null_one.token.id, to(AllowedIps::empty_list())).await.unwrap();
+    s.update_token(listed.token.id, to(AllowedIps::default())).await.unwrap();
+    assert_eq!(read(null_one.token.id).await, AllowedIps::empty_list());
+    assert_eq!(read(listed.token.id).await, AllowedIps::default());
+}
+
 pub async fn list_tokens_orders_newest_first_then_id<B: Backend>(b: &B) {
     let s = b.store();
     let user = s.create_user(new_user("alice")).await.unwrap();

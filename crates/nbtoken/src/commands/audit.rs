@@ -1,17 +1,20 @@
-//! `nbtoken audit`
+//! `nbtoken audit`: the local store, or a remote NetBox with `--url/--token`.
 
 use anyhow::{anyhow, bail, Result};
 use nbtoken_core::audit::{audit as run_audit, Finding};
 use nbtoken_core::migrate::TokenInfo;
-use nbtoken_store::{AnyStore, Store, TokenFilter};
+use nbtoken_store::{Store, TokenFilter};
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use super::{parse_duration, ALL};
-use crate::cli::AuditArgs;
-use crate::output::print_json;
+use super::migrate::Target;
+use super::remote::RemoteTarget;
+use super::{open_store, parse_duration, ALL};
+use crate::cli::{AuditArgs, Global};
+use crate::output::{line, print_json};
+use crate::settings::Settings;
 
-pub(crate) async fn audit(store: &AnyStore, args: AuditArgs) -> Result<()> {
+pub(crate) async fn audit(global: &Global, args: AuditArgs) -> Result<()> {
     let stale_after = parse_duration(&args.stale_after)?;
     let fail_on = args
         .fail_on
@@ -24,8 +27,19 @@ pub(crate) async fn audit(store: &AnyStore, args: AuditArgs) -> Result<()> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let (_, rows) = store.list_tokens(&TokenFilter::default(), ALL).await?;
-    let infos: Vec<_> = rows.iter().map(TokenInfo::from).collect();
+    let infos: Vec<TokenInfo> = match RemoteTarget::from_args(&args.remote)? {
+        Some(target) => {
+            let caller = target.caller().await?;
+            caller.warn_if_partial(&target.describe(), "audit");
+            target.tokens().await?
+        }
+        None => {
+            let settings = Settings::load(global, None)?;
+            let store = open_store(&settings).await?;
+            let (_, rows) = store.list_tokens(&TokenFilter::default(), ALL).await?;
+            rows.iter().map(TokenInfo::from).collect()
+        }
+    };
     let report = run_audit(&infos, OffsetDateTime::now_utc(), stale_after);
     if args.json {
         let mut findings = Map::new();
@@ -34,7 +48,7 @@ pub(crate) async fn audit(store: &AnyStore, args: AuditArgs) -> Result<()> {
         }
         let peppers: Map<String, Value> =
             report.per_pepper.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-        print_json(&json!({"tokens": report.total, "findings": findings, "per_pepper": peppers}));
+        print_json(&json!({"tokens": report.total, "findings": findings, "per_pepper": peppers}))?;
     } else {
         let mut t = comfy_table::Table::new();
         t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
@@ -49,10 +63,10 @@ pub(crate) async fn audit(store: &AnyStore, args: AuditArgs) -> Result<()> {
                 format!("{}{more}", shown.join(", ")),
             ]);
         }
-        println!("{} tokens audited", report.total);
-        println!("{t}");
+        line(format!("{} tokens audited", report.total))?;
+        line(t)?;
         for (p, n) in &report.per_pepper {
-            println!("pepper {p}: {n} v2 token(s)");
+            line(format!("pepper {p}: {n} v2 token(s)"))?;
         }
     }
     let failed: Vec<&str> =

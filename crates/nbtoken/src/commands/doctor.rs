@@ -6,10 +6,12 @@ use nbtoken_store::{Page, Store, TokenFilter};
 
 use super::open_store;
 use crate::cli::{DoctorArgs, Global};
+use crate::output::line;
 use crate::settings::{PepperSource, Settings, GENERATED_PEPPERS};
 
+/// How a check came out.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Level {
+pub(crate) enum Level {
     Ok,
     Warn,
     Fail,
@@ -25,17 +27,23 @@ impl Report {
 
 pub(crate) async fn doctor(global: &Global, args: DoctorArgs) -> Result<()> {
     let mut r = Report(Vec::new());
-    match Settings::load(global, None) {
-        Ok(settings) => local(&settings, &mut r).await,
-        Err(e) => r.add("configuration", Level::Fail, format!("{e:#}")),
-    }
-    if let Some(url) = &args.remote.url {
-        super::remote::doctor_remote(
-            url,
-            args.remote.token.as_ref().map(SecretString::expose),
-            &mut |c, ok, d| r.add(c, if ok { Level::Ok } else { Level::Fail }, d),
-        )
-        .await;
+    // With --url the remote is what is checked: nothing local is read or created.
+    match &args.remote.url {
+        Some(url) => {
+            super::remote::doctor_remote(
+                url,
+                args.remote.token.as_ref().map(SecretString::expose),
+                &mut |c, level, d| r.add(c, level, d),
+            )
+            .await
+        }
+        None if args.remote.token.is_some() => {
+            bail!("--token needs --url (or NBTOKEN_REMOTE_URL): which server should it be checked against?")
+        }
+        None => match Settings::load(global, None) {
+            Ok(settings) => local(&settings, &mut r).await,
+            Err(e) => r.add("configuration", Level::Fail, format!("{e:#}")),
+        },
     }
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
@@ -48,7 +56,7 @@ pub(crate) async fn doctor(global: &Global, args: DoctorArgs) -> Result<()> {
         };
         t.add_row(vec![check.clone(), status.to_owned(), detail.clone()]);
     }
-    println!("{t}");
+    line(t)?;
     let failed = r.0.iter().filter(|(_, l, _)| *l == Level::Fail).count();
     if failed > 0 {
         bail!("{failed} check(s) failed");
@@ -107,6 +115,7 @@ async fn local(s: &Settings, r: &mut Report) {
         V1Policy::Warn => r.add("v1 policy", Level::Ok, "warn: v1 requests get Deprecation/Sunset headers"),
         V1Policy::Deny => r.add("v1 policy", Level::Ok, "deny: v1 tokens are refused"),
     }
+    database_file_mode(s, r);
     let store = match open_store(s).await {
         Ok(store) => store,
         Err(e) => {
@@ -114,8 +123,9 @@ async fn local(s: &Settings, r: &mut Report) {
             return;
         }
     };
-    match store.ping().await {
-        Ok(()) => r.add("database", Level::Ok, "reachable, migrations applied"),
+    // The same check `serve` refuses to start without: reachable, intact, writable.
+    match store.preflight().await {
+        Ok(()) => r.add("database", Level::Ok, "reachable, intact, writable, migrations applied"),
         Err(e) => r.add("database", Level::Fail, e.to_string()),
     }
     let v1 = TokenFilter { version: Some(TokenVersion::V1), enabled: Some(true), ..Default::default() };
@@ -137,6 +147,43 @@ async fn local(s: &Settings, r: &mut Report) {
                 ),
             );
         }
+    }
+}
+
+/// An SQLite database file (and its `-wal`/`-shm` companions) must be readable
+/// by its owner only: it holds password hashes and v1 plaintexts.
+fn database_file_mode(s: &Settings, r: &mut Report) {
+    let Some(file) = nbtoken_store::sqlite::database_file(&s.database_url) else { return };
+    if !file.exists() {
+        return;
+    }
+    let mut wide = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = file.clone().into_os_string();
+        name.push(suffix);
+        let path = std::path::PathBuf::from(name);
+        match private(&path) {
+            Ok(true) => {}
+            Ok(false) => wide.push(path.display().to_string()),
+            Err(_) if !suffix.is_empty() => {} // no such companion file right now
+            Err(e) => return r.add("database file permissions", Level::Fail, e),
+        }
+    }
+    if wide.is_empty() {
+        r.add(
+            "database file permissions",
+            Level::Ok,
+            format!("{} is readable by its owner only", file.display()),
+        );
+    } else {
+        r.add(
+            "database file permissions",
+            Level::Fail,
+            format!(
+                "{} readable by group or others (it holds password hashes and v1 plaintexts): chmod 600 it",
+                wide.join(", ")
+            ),
+        );
     }
 }
 

@@ -25,25 +25,22 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let mut settings = Settings::load(&cli.global, args.bind.as_deref())?;
-            serve::serve(&mut settings).await
+            serve::serve(&cli.global, args.bind.as_deref(), &mut settings).await
         }
         Command::Pepper(PepperCommand::Generate) => pepper::generate(),
         Command::Scan(args) => scan::scan(args).await,
         Command::Doctor(args) => doctor::doctor(&cli.global, args).await,
+        // Pointed at a remote, these read and create nothing local.
+        Command::Migrate(cmd) => migrate::migrate(&cli.global, cmd).await,
+        Command::Audit(args) => audit::audit(&cli.global, args).await,
         command => {
             let settings = Settings::load(&cli.global, None)?;
+            let store = open_store(&settings).await?;
             match command {
-                Command::Migrate(cmd) => migrate::migrate(&settings, cmd).await,
-                command => {
-                    let store = open_store(&settings).await?;
-                    match command {
-                        Command::User(cmd) => user::user(&store, cmd).await,
-                        Command::Token(cmd) => token::token(&settings, &store, cmd).await,
-                        Command::Pepper(cmd) => pepper::pepper(&settings, &store, cmd).await,
-                        Command::Audit(args) => audit::audit(&store, args).await,
-                        _ => Err(anyhow!("unreachable command dispatch")),
-                    }
-                }
+                Command::User(cmd) => user::user(&store, cmd).await,
+                Command::Token(cmd) => token::token(&settings, &store, cmd).await,
+                Command::Pepper(cmd) => pepper::pepper(&settings, &store, cmd).await,
+                _ => Err(anyhow!("unreachable command dispatch")),
             }
         }
     }
@@ -61,12 +58,14 @@ pub(crate) async fn find_user(store: &AnyStore, name: &str) -> Result<User> {
     store.user_by_name(name).await?.ok_or_else(|| anyhow!("no user named {name:?}"))
 }
 
-/// The base for URLs in JSON output: the configured listen address.
+/// The base for URLs in JSON output: the configured listen address (`--bind`,
+/// `NBTOKEN_BIND` or `bind`), or no host at all (`/api/users/tokens/7/`)
+/// rather than a guess that may name the wrong port.
 pub(crate) fn base(settings: Option<&Settings>) -> BaseUrl {
-    BaseUrl::new(format!(
-        "http://{}",
-        settings.map(|s| s.bind.to_string()).unwrap_or_else(|| "127.0.0.1:8080".into())
-    ))
+    match settings.filter(|s| s.bind_configured) {
+        Some(s) => BaseUrl::new(format!("http://{}", s.bind)),
+        None => BaseUrl::new(""),
+    }
 }
 
 pub(crate) fn not_found(e: nbtoken_store::StoreError, id: i64) -> anyhow::Error {

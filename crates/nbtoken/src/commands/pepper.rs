@@ -9,12 +9,12 @@ use serde_json::{json, Value};
 
 use super::ALL;
 use crate::cli::PepperCommand;
-use crate::output::print_json;
+use crate::output::{line, print_json};
 use crate::settings::Settings;
 
 pub(crate) fn generate() -> Result<()> {
     let v = nbtoken_core::pepper::generate_value()?;
-    println!("{}", v.expose());
+    line(v.expose())?;
     Ok(())
 }
 
@@ -46,7 +46,7 @@ async fn status(settings: &Settings, store: &AnyStore, json: bool) -> Result<()>
         })
         .collect();
     if json {
-        print_json(&Value::Array(rows));
+        print_json(&Value::Array(rows))?;
         return Ok(());
     }
     let mut t = comfy_table::Table::new();
@@ -61,9 +61,9 @@ async fn status(settings: &Settings, store: &AnyStore, json: bool) -> Result<()>
             r["last_used"].as_str().unwrap_or("-").to_owned(),
         ]);
     }
-    println!("{t}");
+    line(t)?;
     if rows.iter().any(|r| r["configured"] == false && r["tokens"] != 0) {
-        println!("tokens on a missing pepper cannot authenticate: configure it again or re-issue them");
+        line("tokens on a missing pepper cannot authenticate: configure it again or re-issue them")?;
     }
     Ok(())
 }
@@ -78,7 +78,7 @@ async fn retire(settings: &Settings, store: &AnyStore, id: u16, disable_tokens: 
     let usage = store.pepper_usage().await?;
     let total = usage.iter().find(|u| u.pepper_id == id).map(|u| u.tokens).unwrap_or(0);
     if total == 0 {
-        println!("no token depends on pepper {id}: remove NBTOKEN_PEPPER_{id} (or its [peppers] entry) and restart");
+        line(format!("no token depends on pepper {id}: remove NBTOKEN_PEPPER_{id} (or its [peppers] entry) and restart"))?;
         return Ok(());
     }
     if !disable_tokens {
@@ -89,11 +89,11 @@ async fn retire(settings: &Settings, store: &AnyStore, id: u16, disable_tokens: 
     }
     for r in &rows {
         store.update_token(r.token.id, TokenPatch { enabled: Some(false), ..Default::default() }).await?;
-        println!("disabled token {} ({}, user {})", r.token.id, TokenInfo::from(r).display, r.username);
+        line(format!("disabled token {} ({}, user {})", r.token.id, TokenInfo::from(r).display, r.username))?;
     }
-    println!(
+    line(format!(
         "{} token(s) disabled; pepper {id} can now be removed (NBTOKEN_PEPPER_{id} / [peppers]) once no overlap depends on it",
         rows.len()
-    );
+    ))?;
     Ok(())
 }

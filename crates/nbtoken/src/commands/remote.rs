@@ -1,25 +1,38 @@
 //! A remote NetBox-compatible API (nbtoken or NetBox 4.5+) through `nbtoken-client`:
-//! the migration target and the doctor's remote checks.
+//! the migration and audit target, and the doctor's remote checks.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use nbtoken_client::{Client, NewToken, Token, TokenPatch, TokenQuery};
 use nbtoken_core::migrate::{replacement_description, TokenInfo};
 use nbtoken_core::{PepperId, SecretString, TokenVersion};
 
-use super::migrate::Target;
+use super::doctor::Level;
+use super::migrate::{Caller, OwnToken, Target};
+use crate::cli::Remote;
 
 /// Migration against a remote API.
 pub(crate) struct RemoteTarget {
     client: Client,
     url: String,
+    own: OwnToken,
 }
 
 impl RemoteTarget {
     /// Checks the token's shape and the URL; sends nothing yet.
     pub(crate) fn new(url: &str, token: &str) -> Result<Self> {
-        let client =
-            Client::builder(url, SecretString::from(token)).build().context("cannot use --url/--token")?;
-        Ok(Self { client, url: url.to_owned() })
+        // The client's message already says what is wrong with the token or the URL.
+        let client = Client::builder(url, SecretString::from(token)).build()?;
+        Ok(Self { client, url: url.to_owned(), own: OwnToken::of(token) })
+    }
+
+    /// `--url`/`--token` (or their environment variables) as a target; `None` when neither is given.
+    pub(crate) fn from_args(remote: &Remote) -> Result<Option<Self>> {
+        match (&remote.url, &remote.token) {
+            (None, None) => Ok(None),
+            (Some(url), Some(token)) => Ok(Some(Self::new(url, token.expose())?)),
+            (Some(_), None) => bail!("--url needs --token (or NBTOKEN_REMOTE_TOKEN)"),
+            (None, Some(_)) => bail!("--token needs --url (or NBTOKEN_REMOTE_URL)"),
+        }
     }
 }
 
@@ -46,19 +59,45 @@ fn info(t: &Token) -> TokenInfo {
     }
 }
 
+/// Whether the authenticated user sees every token: exact where the server says
+/// (nbtoken shows `is_superuser`), else inferred from what NetBox lets it read.
+/// `None`: cannot tell.
+async fn sees_all(client: &Client, me: &nbtoken_client::User) -> Result<Option<bool>> {
+    if let Some(superuser) = me.is_superuser {
+        return Ok(Some(superuser));
+    }
+    // NetBox 4.5+ does not show `is_superuser`. Reading one's own user record
+    // needs the view_user permission; a user who can read it while holding no
+    // permission or group at all is a superuser (or every view is exempt).
+    match client.get_user(me.id).await {
+        Ok(u) => {
+            let none = |v: &Option<Vec<serde_json::Value>>| v.as_ref().is_some_and(Vec::is_empty);
+            Ok((none(&u.groups) && none(&u.permissions)).then_some(true))
+        }
+        Err(e) if matches!(e.status(), Some(403 | 404)) => Ok(Some(false)),
+        Err(e) => Err(e).context("cannot read the authenticated user's record"),
+    }
+}
+
 impl Target for RemoteTarget {
     async fn tokens(&self) -> Result<Vec<TokenInfo>> {
         let tokens = self.client.list_tokens(&TokenQuery::default()).await?;
         for t in &tokens {
             let given = t.allowed_ips.as_ref().map_or(0, Vec::len);
             if info(t).allowed_ips.len() != given {
-                anyhow::bail!(
+                bail!(
                     "token #{} has an allowed_ips entry that is not an IP network; fix it before migrating",
                     t.id
                 );
             }
         }
         Ok(tokens.iter().map(info).collect())
+    }
+
+    async fn caller(&self) -> Result<Caller> {
+        let me = self.client.whoami().await?;
+        let sees_all = sees_all(&self.client, &me).await?;
+        Ok(Caller { user_id: Some(me.id), username: me.username, sees_all, own: self.own.clone() })
     }
 
     async fn create_replacement(&self, v1: &TokenInfo) -> Result<(TokenInfo, SecretString)> {
@@ -71,7 +110,10 @@ impl Target for RemoteTarget {
                 expires: v1.expires,
                 write_enabled: Some(v1.write_enabled),
                 enabled: Some(true),
-                allowed_ips: Some(v1.allowed_ips.iter().map(ToString::to_string).collect()),
+                // No restriction is sent as no field at all, so the server
+                // stores what it stores for an unrestricted token.
+                allowed_ips: (!v1.allowed_ips.is_empty())
+                    .then(|| v1.allowed_ips.iter().map(ToString::to_string).collect()),
             })
             .await?;
         Ok((info(&created.token), created.full_value()))
@@ -92,47 +134,85 @@ impl Target for RemoteTarget {
     }
 }
 
-/// The doctor's remote checks: reachability and version, then whether the token authenticates.
-pub(crate) async fn doctor_remote(url: &str, token: Option<&str>, add: &mut impl FnMut(&str, bool, String)) {
-    // The version needs no valid token: NetBox sends API-Version even on a 403.
-    let probe = match Client::builder(url, SecretString::from(token.unwrap_or(""))).build() {
-        Ok(c) => Some(c),
-        Err(e) if token.is_some() => {
-            add("remote token", false, e.to_string());
-            None
-        }
-        Err(_) => None,
-    };
-    let Some(client) = probe else {
-        add("remote", false, "give --token (or NBTOKEN_REMOTE_TOKEN) to check a remote server".into());
+/// The doctor's remote checks: reachability and version, the token, how many
+/// v1 tokens remain and whether the token sees all of them.
+pub(crate) async fn doctor_remote(url: &str, token: Option<&str>, add: &mut impl FnMut(&str, Level, String)) {
+    let Some(token) = token else {
+        add("remote token", Level::Fail, "missing: give --token (or NBTOKEN_REMOTE_TOKEN) with --url".into());
         return;
     };
-    match client.api_version().await {
-        Ok(v) if !v.is_empty() => add("remote reachable", true, format!("{url} answers, API-Version {v}")),
-        Ok(_) => add(
-            "remote reachable",
-            false,
-            format!("{url} answers without an API-Version header: not a NetBox API?"),
-        ),
+    let client = match Client::builder(url, SecretString::from(token)).build() {
+        Ok(c) => c,
         Err(e) => {
-            add("remote reachable", false, format!("{url}: {e}"));
+            add("remote token", Level::Fail, e.to_string());
+            return;
+        }
+    };
+    // The version needs no valid token: NetBox sends API-Version even on a 403.
+    match client.api_version().await {
+        Ok(v) => add("remote reachable", Level::Ok, format!("{url} answers, API-Version {v}")),
+        Err(e) => {
+            add("remote reachable", Level::Fail, format!("{url}: {e}"));
             return;
         }
     }
-    let scheme = client.token_version().unwrap_or(TokenVersion::V2).keyword();
-    match client.whoami().await {
-        Ok(u) => add(
-            "remote token",
-            true,
-            format!("authenticates as {:?} using 'Authorization: {scheme} …'", u.username),
-        ),
-        Err(e) => add("remote token", false, format!("sent as 'Authorization: {scheme} …': {e}")),
+    if let Ok(st) = client.status().await {
+        if let Some(v) = st.netbox_version {
+            let what = if st.nbtoken_version.is_some() { "nbtoken, NetBox-compatible" } else { "NetBox" };
+            add("remote version", Level::Ok, format!("{what} {v}"));
+        }
     }
+    let scheme = client.token_version().unwrap_or(TokenVersion::V2).keyword();
+    let me = match client.whoami().await {
+        Ok(u) => {
+            add(
+                "remote token",
+                Level::Ok,
+                format!("authenticates as {:?} using 'Authorization: {scheme} …'", u.username),
+            );
+            u
+        }
+        Err(e) => {
+            add("remote token", Level::Fail, format!("sent as 'Authorization: {scheme} …': {e}"));
+            return;
+        }
+    };
     if client.token_version() == Some(TokenVersion::V1) {
         add(
             "remote token version",
-            false,
+            Level::Fail,
             "this is a v1 token: replace it with a v2 token (nbtoken migrate)".into(),
         );
+    }
+    match sees_all(&client, &me).await {
+        Ok(Some(true)) => add("remote token scope", Level::Ok, "sees every user's tokens (superuser)".into()),
+        Ok(Some(false)) => add(
+            "remote token scope",
+            Level::Warn,
+            format!(
+                "{:?} is not a superuser: it sees only the tokens its permissions allow, \
+                 so migrate and audit would miss other users' tokens",
+                me.username
+            ),
+        ),
+        Ok(None) => add(
+            "remote token scope",
+            Level::Warn,
+            format!(
+                "{:?} holds object permissions: cannot tell whether it sees every token; use a superuser's token",
+                me.username
+            ),
+        ),
+        Err(e) => add("remote token scope", Level::Fail, format!("{e:#}")),
+    }
+    let query = TokenQuery { version: Some(TokenVersion::V1), enabled: Some(true), ..Default::default() };
+    match client.list_tokens(&query).await {
+        Ok(v1) if v1.is_empty() => add("remote v1 tokens", Level::Ok, "none enabled".into()),
+        Ok(v1) => add(
+            "remote v1 tokens",
+            Level::Warn,
+            format!("{} enabled v1 token(s) remain: see `nbtoken migrate plan --url {url}`", v1.len()),
+        ),
+        Err(e) => add("remote v1 tokens", Level::Fail, format!("cannot list tokens: {e}")),
     }
 }

@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use nbtoken_client::Client;
 use nbtoken_core::SecretString;
-use nbtoken_scan::{output, Allowlist, FailOn, Finding, Liveness, ScanConfig};
+use nbtoken_scan::{output, Allowlist, FailOn, Finding, Liveness, Restriction, ScanConfig};
 
 use crate::cli::ScanArgs;
+use crate::output::note;
 
 /// Runs the scan and exits with its status.
 pub async fn scan(args: ScanArgs) -> Result<()> {
@@ -19,7 +20,7 @@ pub async fn scan(args: ScanArgs) -> Result<()> {
         // A reader that stopped early (`| head`) is not an error, as with grep and ripgrep.
         Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            note!("error: {e:#}");
             2
         }
     };
@@ -46,7 +47,7 @@ async fn run(args: ScanArgs) -> Result<i32> {
         .await
         .context("the scan stopped")??;
     for w in &report.warnings {
-        eprintln!("warning: {w}");
+        note!("warning: {w}");
     }
     if let Some(url) = &args.verify {
         verify(url, &mut report.findings).await?;
@@ -64,7 +65,7 @@ async fn run(args: ScanArgs) -> Result<i32> {
     }
     stdout.flush()?;
     if args.format != "text" {
-        eprintln!("{}", output::summary(&report));
+        note!("{}", output::summary(&report));
     }
     Ok(if report.findings.iter().any(|f| fail_on.fails_on(f)) { 1 } else { 0 })
 }
@@ -79,14 +80,14 @@ async fn verify(url: &str, findings: &mut [Finding]) -> Result<()> {
             distinct.push(s.clone());
         }
     }
-    eprintln!(
+    note!(
         "WARNING: --verify sends each of the {} token(s) found to {url} in an Authorization header.\n\
          WARNING: whoever runs that server, and anything logging on the way, can read and use them.\n\
          WARNING: only verify against a server you operate, over HTTPS, and revoke every live token found.",
         distinct.len()
     );
     if url.starts_with("http://") && !is_loopback(url) {
-        eprintln!("WARNING: {url} is plain HTTP: the tokens cross the network unencrypted.");
+        note!("WARNING: {url} is plain HTTP: the tokens cross the network unencrypted.");
     }
     let mut results = Vec::with_capacity(distinct.len());
     for secret in &distinct {
@@ -113,6 +114,13 @@ async fn check(url: &str, secret: SecretString) -> Liveness {
     };
     match client.whoami().await {
         Ok(_) => Liveness::Live,
+        // NetBox checks the source address right after finding the token (and,
+        // for v2, its secret): this answer means the token exists and works
+        // from its allowed networks unless disabled or expired, which NetBox
+        // checks only after the address.
+        Err(e) if e.status() == Some(403) && e.detail().is_some_and(|d| d.starts_with("Source IP")) => {
+            Liveness::LiveRestricted(Restriction::SourceIp)
+        }
         Err(e) if matches!(e.status(), Some(401 | 403)) => Liveness::Dead,
         Err(e) => {
             tracing::warn!("cannot verify a token: {e}");

@@ -1,14 +1,26 @@
-//! `nbtoken serve`: first-start bootstrap, then the server.
+//! `nbtoken serve`: bind the port, first-start bootstrap, then the server.
 
-use anyhow::{anyhow, Result};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context, Result};
 use nbtoken_core::password::hash_password;
 use nbtoken_store::{AnyStore, Page, Store, UserFilter};
 
 use super::open_store;
-use crate::settings::{PepperSource, Settings};
+use crate::cli::Global;
+use crate::settings::{write_private_file, PepperSource, Settings};
 
-pub(crate) async fn serve(settings: &mut Settings) -> Result<()> {
+/// Where the first start writes the admin's password and token when stdout is not a terminal.
+pub(crate) const FIRST_START_FILE: &str = "first-start-admin.txt";
+
+pub(crate) async fn serve(global: &Global, bind_flag: Option<&str>, settings: &mut Settings) -> Result<()> {
+    // The port first: a server that cannot listen must not create (and announce) an admin.
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let store = open_store(settings).await?;
+    check_store(&store).await?;
     if settings.pepper_source == PepperSource::Missing {
         let path = settings.generate_pepper_file()?;
         tracing::warn!(
@@ -20,10 +32,56 @@ pub(crate) async fn serve(settings: &mut Settings) -> Result<()> {
     if count == 0 {
         bootstrap_admin(settings, &store).await?;
     }
-    nbtoken_server::run(settings.server_config(), store, nbtoken_server::shutdown_signal()).await
+    let (reloads, received) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(reload_on_sighup(global.clone(), bind_flag.map(str::to_owned), reloads));
+    let config = settings.server_config();
+    nbtoken_server::serve_with_reloads(listener, config, store, nbtoken_server::shutdown_signal(), received)
+        .await
 }
 
-/// First start: an `admin` superuser with a random password and a first v2 token, printed once.
+/// On each SIGHUP, reads the configuration again (config file, pepper file, environment)
+/// and hands it to the running server; a configuration that does not load is reported
+/// and the running one kept. (The environment of a running process does not change:
+/// what a reload can change lives in the config file or the data directory's pepper file.)
+async fn reload_on_sighup(
+    global: Global,
+    bind_flag: Option<String>,
+    reloads: tokio::sync::mpsc::Sender<nbtoken_server::Config>,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; configuration reloads are off");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match Settings::load(&global, bind_flag.as_deref()) {
+                Ok(s) if s.peppers.is_empty() => {
+                    tracing::error!(
+                        "reload refused: the new configuration has no pepper; keeping the running one"
+                    )
+                }
+                Ok(s) => {
+                    let ids: Vec<u16> = s.peppers.ids().map(nbtoken_core::PepperId::get).collect();
+                    tracing::info!(peppers = ?ids, "SIGHUP: reloading the configuration");
+                    if reloads.send(s.server_config()).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::error!("reload refused: {e:#}; keeping the running configuration"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (global, bind_flag, reloads);
+}
+
+/// First start: an `admin` superuser with a random password and a first v2 token, shown once.
+///
+/// On a terminal they are printed; otherwise (systemd, Docker, a pipe: places that keep
+/// stdout in logs) they go to an owner-only file in the data directory and only its path
+/// is printed.
 async fn bootstrap_admin(settings: &Settings, store: &AnyStore) -> Result<()> {
     let password = nbtoken_core::password::generate_password()?;
     let hash = hash_password(password.expose()).map_err(|e| anyhow!("{e}"))?;
@@ -35,13 +93,48 @@ async fn bootstrap_admin(settings: &Settings, store: &AnyStore) -> Result<()> {
         "created on first start",
     )
     .await?;
-    println!("First start: created superuser 'admin'. These are shown once; store them now.");
-    println!("  password: {}", password.expose());
-    println!("  token:    {}", created.token.expose());
-    println!(
-        "Try: curl -H \"Authorization: Bearer {}\" http://{}/api/users/tokens/",
+    let text = format!(
+        "  password: {}\n  token:    {}\nTry: curl -H \"Authorization: Bearer {}\" http://{}/api/users/tokens/\n",
+        password.expose(),
+        created.token.expose(),
         created.token.expose(),
         settings.bind
     );
+    if std::io::stdout().is_terminal() {
+        println!("First start: created superuser 'admin'. These are shown once; store them now.");
+        print!("{text}");
+        return Ok(());
+    }
+    let path = write_credentials(settings, &text)?;
+    println!(
+        "First start: created superuser 'admin'. Its password and first token are in {} (readable only by this user); store them elsewhere, then delete the file.",
+        path.display()
+    );
     Ok(())
+}
+
+/// Writes the first-start credentials to a new owner-only file in the data directory.
+fn write_credentials(settings: &Settings, text: &str) -> Result<PathBuf> {
+    settings.ensure_data_dir()?;
+    let path = settings.data_dir.join(FIRST_START_FILE);
+    // A file left from an earlier first start belongs to a database that is gone (this one had
+    // no user): replace it rather than refuse to start.
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot replace {}", path.display())),
+    }
+    let body = format!(
+        "# nbtoken first start: the superuser 'admin'. Shown once; store these elsewhere, then delete this file.\n{text}"
+    );
+    write_private_file(&path, body.as_bytes())?;
+    Ok(std::path::absolute(&path).unwrap_or(path))
+}
+
+/// Refuses to serve (or bootstrap an admin) on a database that is damaged or
+/// cannot write: a failed integrity check or write probe is a clear error
+/// naming the file, never a healthy-looking server. (An empty file was
+/// already refused when the store opened it.)
+async fn check_store(store: &AnyStore) -> Result<()> {
+    store.preflight().await.context("refusing to start: the database is not usable")
 }

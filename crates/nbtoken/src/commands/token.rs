@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::{base, find_user, not_found, parse_duration, parse_expires, parse_nets, ALL};
 use crate::cli::{NewTokenOptions, TokenCommand, TokenCreateArgs, TokenImportArgs};
-use crate::output::{print_json, tokens_table};
+use crate::output::{line, print_json, tokens_table};
 use crate::settings::Settings;
 
 pub(crate) async fn token(settings: &Settings, store: &AnyStore, cmd: TokenCommand) -> Result<()> {
@@ -29,18 +29,18 @@ pub(crate) async fn token(settings: &Settings, store: &AnyStore, cmd: TokenComma
             }
             let (_, rows) = store.list_tokens(&filter, ALL).await?;
             if json {
-                print_json(&Value::Array(rows.iter().map(|r| api_json::token(&b, r, false)).collect()));
+                print_json(&Value::Array(rows.iter().map(|r| api_json::token(&b, r, false)).collect()))?;
             } else {
-                println!("{}", tokens_table(&rows));
+                line(tokens_table(&rows))?;
             }
             Ok(())
         }
         TokenCommand::Show { id, json } => {
             let r = store.token(id).await?.ok_or_else(|| anyhow!("no token with id {id}"))?;
             if json {
-                print_json(&api_json::token(&b, &r, false));
+                print_json(&api_json::token(&b, &r, false))?;
             } else {
-                println!("{}", tokens_table(std::slice::from_ref(&r)));
+                line(tokens_table(std::slice::from_ref(&r)))?;
             }
             Ok(())
         }
@@ -48,7 +48,7 @@ pub(crate) async fn token(settings: &Settings, store: &AnyStore, cmd: TokenComma
         TokenCommand::Enable { id } => set_enabled(store, id, true).await,
         TokenCommand::Delete { id } => {
             store.delete_token(id).await.map_err(|e| not_found(e, id))?;
-            println!("deleted token {id}");
+            line(format!("deleted token {id}"))?;
             Ok(())
         }
         TokenCommand::Rotate { id, overlap, json } => {
@@ -69,15 +69,16 @@ pub(crate) async fn token(settings: &Settings, store: &AnyStore, cmd: TokenComma
                             .unwrap_or(Value::Null),
                     );
                 }
-                print_json(&v);
+                print_json(&v)?;
             } else {
-                println!("rotated token {id} (new value shown once; store it now):");
-                println!("Authorization: Bearer {}", r.token.expose());
+                line(format!("rotated token {id} (new value shown once; store it now):"))?;
+                line(format!("Authorization: Bearer {}", r.token.expose()))?;
                 match &r.previous {
-                    Some(p) => {
-                        println!("the old secret keeps working until {}", api_json::timestamp(p.valid_until))
-                    }
-                    None => println!("the old secret no longer works"),
+                    Some(p) => line(format!(
+                        "the old secret keeps working until {}",
+                        api_json::timestamp(p.valid_until)
+                    ))?,
+                    None => line("the old secret no longer works")?,
                 }
             }
             Ok(())
@@ -90,18 +91,23 @@ async fn set_enabled(store: &AnyStore, id: i64, enabled: bool) -> Result<()> {
         .update_token(id, TokenPatch { enabled: Some(enabled), ..Default::default() })
         .await
         .map_err(|e| not_found(e, id))?;
-    println!("{} token {id}", if enabled { "enabled" } else { "disabled" });
+    line(format!("{} token {id}", if enabled { "enabled" } else { "disabled" }))?;
     Ok(())
 }
 
-fn print_created(settings: &Settings, created: &Created, owner: &str, json: bool) {
-    if json {
-        print_json(&api_json::token_with_secret(&base(Some(settings)), &created.record, &created.secret));
+fn print_created(settings: &Settings, created: &Created, owner: &str, json: bool) -> Result<()> {
+    let id = created.record.token.id;
+    let printed = if json {
+        print_json(&api_json::token_with_secret(&base(Some(settings)), &created.record, &created.secret))
     } else {
         let keyword = created.record.token.version().keyword();
-        println!("created token {} for {owner} (shown once; store it now):", created.record.token.id);
-        println!("Authorization: {keyword} {}", created.token.expose());
-    }
+        line(format!("created token {id} for {owner} (shown once; store it now):"))
+            .and_then(|()| line(format!("Authorization: {keyword} {}", created.token.expose())))
+    };
+    // The secret is shown only here: when it cannot be, the token is useless, and the user must know.
+    printed.with_context(|| {
+        format!("token {id} was created but its secret could not be printed: delete it (nbtoken token delete {id})")
+    })
 }
 
 /// The [`TokenSpec`] of the settings `token create` and `token import` share.
@@ -121,8 +127,7 @@ async fn create(settings: &Settings, store: &AnyStore, args: TokenCreateArgs) ->
     let owner = find_user(store, &o.user).await?;
     let spec = spec(o, TokenVersion::from_u8(args.version)?)?;
     let created = create_token(store, &settings.peppers, settings.v1_policy, owner.id, spec).await?;
-    print_created(settings, &created, &owner.username, o.json);
-    Ok(())
+    print_created(settings, &created, &owner.username, o.json)
 }
 
 /// Reads `nbt_<key>.<secret>` (or `Bearer nbt_…`) from stdin and stores it as a v2 token.
@@ -155,14 +160,14 @@ async fn import(settings: &Settings, store: &AnyStore, args: TokenImportArgs) ->
         other => other.into(),
     })?;
     if o.json {
-        print_created(settings, &created, &owner.username, true);
+        print_created(settings, &created, &owner.username, true)?;
     } else {
-        println!(
+        line(format!(
             "imported token {} for {} (key {})",
             created.record.token.id,
             owner.username,
             nbtoken_core::migrate::TokenInfo::from(&created.record).display
-        );
+        ))?;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{base, find_user, ALL};
 use crate::cli::UserCommand;
-use crate::output::{print_json, users_table};
+use crate::output::{line, print_json, users_table};
 use crate::settings::read_password_stdin;
 
 pub(crate) async fn user(store: &AnyStore, cmd: UserCommand) -> Result<()> {
@@ -38,18 +38,18 @@ pub(crate) async fn user(store: &AnyStore, cmd: UserCommand) -> Result<()> {
                     other => other.into(),
                 })?;
             if json {
-                print_json(&api_json::user(&base(None), &u, false));
+                print_json(&api_json::user(&base(None), &u, false))?;
             } else {
-                println!("created user {} (id {})", u.username, u.id);
+                line(format!("created user {} (id {})", u.username, u.id))?;
             }
         }
         UserCommand::List { json } => {
             let (_, users) = store.list_users(&UserFilter::default(), ALL).await?;
             if json {
                 let b = base(None);
-                print_json(&Value::Array(users.iter().map(|u| api_json::user(&b, u, false)).collect()));
+                print_json(&Value::Array(users.iter().map(|u| api_json::user(&b, u, false)).collect()))?;
             } else {
-                println!("{}", users_table(&users));
+                line(users_table(&users))?;
             }
         }
         UserCommand::SetPassword { name, password_stdin } => {
@@ -64,20 +64,20 @@ pub(crate) async fn user(store: &AnyStore, cmd: UserCommand) -> Result<()> {
                 .update_user(u.id, UserPatch { password_hash: Some(Some(hash)), ..Default::default() })
                 .await?;
             if generated {
-                println!("new password for {name} (shown once): {}", pw.expose());
+                line(format!("new password for {name} (shown once): {}", pw.expose()))?;
             } else {
-                println!("password of {name} changed");
+                line(format!("password of {name} changed"))?;
             }
         }
         UserCommand::Disable { name } => {
             let u = find_user(store, &name).await?;
             store.update_user(u.id, UserPatch { is_active: Some(false), ..Default::default() }).await?;
-            println!("disabled user {name}: their tokens no longer authenticate");
+            line(format!("disabled user {name}: their tokens no longer authenticate"))?;
         }
         UserCommand::Enable { name } => {
             let u = find_user(store, &name).await?;
             store.update_user(u.id, UserPatch { is_active: Some(true), ..Default::default() }).await?;
-            println!("enabled user {name}");
+            line(format!("enabled user {name}"))?;
         }
     }
     Ok(())

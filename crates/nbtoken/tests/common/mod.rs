@@ -39,6 +39,28 @@ pub struct Served {
     pub child: Child,
     pub stdout_lines: Vec<String>,
     pub addr: String,
+    /// The first start's admin password and token, from the owner-only file whose path
+    /// `serve` printed (stdout is a pipe here, not a terminal); `None` on later starts.
+    pub first_start: Option<FirstStart>,
+}
+
+/// What the first start wrote to `first-start-admin.txt`.
+pub struct FirstStart {
+    pub path: std::path::PathBuf,
+    pub password: String,
+    pub token: String,
+}
+
+/// Reads the first-start file named on a `First start: … are in PATH (…` line.
+pub fn first_start(stdout_lines: &[String]) -> Option<FirstStart> {
+    let line = stdout_lines.iter().find(|l| l.starts_with("First start:"))?;
+    let path = line.split(" are in ").nth(1)?.split(" (").next()?;
+    let path = std::path::PathBuf::from(path);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let field = |name: &str| {
+        text.lines().find_map(|l| l.trim().strip_prefix(name)).map(|v| v.trim().to_owned()).unwrap()
+    };
+    Some(FirstStart { password: field("password:"), token: field("token:"), path })
 }
 
 impl Drop for Served {
@@ -91,7 +113,8 @@ pub fn serve_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Served {
     while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
         stdout_lines.push(l);
     }
-    Served { child, stdout_lines, addr: addr.expect("no listening line") }
+    let first_start = first_start(&stdout_lines);
+    Served { child, stdout_lines, addr: addr.expect("no listening line"), first_start }
 }
 
 pub fn curl(args: &[&str]) -> (u16, String) {

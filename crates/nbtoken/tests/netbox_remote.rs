@@ -660,3 +660,53 @@ fn remote_commands_against_nbtoken_serve() {
     assert!(!out.contains("pepper"), "{out}");
     assert!(std::fs::read_dir(work.path()).unwrap().next().is_none(), "remote commands created local files");
 }
+
+// The whole path an operator walks, against the real NetBox: plan lists the v1 tokens, apply
+// replaces them, finalize waits for a replacement to be used, disables the v1 token whose
+// replacement was seen and leaves the other; `finalize --delete` deletes once the last is used.
+#[test]
+fn plan_apply_finalize_and_finalize_delete_walk_the_whole_migration() {
+    let Some((_turn, nb)) = setup() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let walt = user(nb, "flow-walt", false);
+    let used = nb.create_token(walt, 1, json!({"description": "cron"}));
+    let idle = nb.create_token(walt, 1, json!({"description": "backup"}));
+
+    let (code, out, err) = remote(dir.path(), nb, &nb.admin_token, &["migrate", "plan", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    let planned: Vec<i64> = plan.as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect();
+    assert!(planned.contains(&used.id) && planned.contains(&idle.id), "{plan}");
+
+    let (code, out, err) = remote(dir.path(), nb, &nb.admin_token, &["migrate", "apply"]);
+    assert_eq!(code, 0, "{err}");
+    let secrets: Value = serde_json::from_str(&out).unwrap();
+    let secret_of = |v1: i64| {
+        secrets.as_array().unwrap().iter().find(|s| s["v1_id"] == v1).unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Re-running creates nothing twice.
+    let (code, _, err) = remote(dir.path(), nb, &nb.admin_token, &["migrate", "apply"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("created 0 replacement(s)") && err.contains("2 already had one"), "{err}");
+    assert_eq!(replacements(nb, used.id).len(), 1);
+
+    // Only the cron job switched to its new token.
+    assert_eq!(whoami(nb, &secret_of(used.id)).as_deref(), Some("flow-walt"));
+    let (code, _, err) = remote(dir.path(), nb, &nb.admin_token, &["migrate", "finalize"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(nb.token(used.id).1["enabled"], false, "the v1 token whose replacement was used is disabled");
+    assert_eq!(nb.token(idle.id).1["enabled"], true, "the one whose replacement is unused is left alone");
+    assert!(whoami(nb, &used.value).is_none() && whoami(nb, &idle.value).is_some());
+
+    // The backup job switches too; --delete removes both v1 tokens from NetBox.
+    assert!(whoami(nb, &secret_of(idle.id)).is_some());
+    let (code, _, err) = remote(dir.path(), nb, &nb.admin_token, &["migrate", "finalize", "--delete"]);
+    assert_eq!(code, 0, "{err}");
+    for v1 in [&used, &idle] {
+        assert_eq!(nb.token(v1.id).0, 404, "v1 #{} is deleted", v1.id);
+    }
+    assert!(whoami(nb, &secret_of(used.id)).is_some() && whoami(nb, &secret_of(idle.id)).is_some());
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where does a request's time go? Samples `nbtoken serve` under wrk load with perf.
 #
-#   bench/profile.sh [ROUTE]        (default /api/status/ with a valid v2 token; DURATION=10s)
+#   bench/profile.sh [ROUTE]        (default /api/status/ with a valid v2 token; DURATION=10s;
+#                                    NBTOKEN_BIN to profile another build)
 #
 # Builds the profiling profile (release code with line tables), seeds a SQLite store with one token, starts the server under
 # `perf record -e cpu-clock` (a software clock, so it works in VMs without hardware
@@ -15,8 +16,11 @@ DURATION="${DURATION:-10s}"
 for tool in wrk perf python3; do
   command -v "$tool" >/dev/null || { echo "$tool is needed (Debian packages wrk, linux-perf, python3)" >&2; exit 1; }
 done
-cargo build --profile profiling -q -p nbtoken
-BIN="$PWD/target/profiling/nbtoken"
+# NBTOKEN_BIN=/path/to/nbtoken profiles that build instead (e.g. one with another allocator).
+if [ -n "${NBTOKEN_BIN:-}" ]; then BIN="$(realpath "$NBTOKEN_BIN")"; else
+  cargo build --profile profiling -q -p nbtoken
+  BIN="$PWD/target/profiling/nbtoken"
+fi
 mkdir -p target/bench
 DATA="$PWD/target/bench/perf.data"
 WORK="$(mktemp -d)"

@@ -9,6 +9,7 @@
 #    PostgreSQL).
 # 3. Store size and last_used writes: bench/store.sh both (1,000 vs 1,000,000 tokens;
 #    writes counted by a trigger under sustained load).
+# 4. Memory: bench/memory.sh (resident set idle, under load, with LARGE tokens; SQLite).
 # Needs wrk, sqlite3, psql and python3 (Debian packages wrk, sqlite3, postgresql-client,
 # python3) and a PostgreSQL server (NBTOKEN_BENCH_DATABASE_URL, default
 # postgres://postgres@127.0.0.1:5432/test). The environment variables of http.sh and
@@ -61,6 +62,10 @@ EOF
   echo "## Store size and last_used writes"
   echo
   bench/store.sh both
+  echo
+  echo "## Memory"
+  echo
+  bench/memory.sh
 } | tee "$REPORT"
 echo >&2
 echo "report written to $REPORT" >&2

@@ -21,6 +21,7 @@ on_every_backend!(
     bad_input_gets_clear_4xx,
     users_see_only_their_own_tokens,
     api_version_header_and_root,
+    status_body_is_netbox_keys_and_the_running_settings,
     v1_policy_deny_refuses_v1_tokens_with_advice,
     hints_travel_beside_the_netbox_detail,
     last_used_is_written_without_waiting,
@@ -477,6 +478,40 @@ async fn api_version_header_and_root(b: Backend) {
     let resp =
         s.client.get(format!("{}/api/", s.base())).header("x-request-id", "abc-123").send().await.unwrap();
     assert_eq!(resp.headers()["x-request-id"], "abc-123");
+}
+
+/// `/api/status/` is written straight from the configuration (no map built per request):
+/// the same bytes as NetBox's keys in `serde_json`'s (sorted) order, with the running settings.
+async fn status_body_is_netbox_keys_and_the_running_settings(b: Backend) {
+    let s = Server::start_with(b, |c| {
+        c.v1_policy = nbtoken_core::V1Policy::Warn;
+        c.peppers = nbtoken_core::PepperRing::new([
+            (nbtoken_core::PepperId::new(1).unwrap(), harness::PEPPER.into()),
+            (
+                nbtoken_core::PepperId::new(7).unwrap(),
+                "another-pepper-of-at-least-fifty-characters-long-0123".into(),
+            ),
+        ])
+        .unwrap();
+    })
+    .await;
+    let resp = s
+        .client
+        .get(format!("{}/api/status/", s.base()))
+        .header("authorization", s.admin_bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let v = env!("CARGO_PKG_VERSION");
+    let nb = nbtoken_server::NETBOX_VERSION;
+    assert_eq!(
+        resp.text().await.unwrap(),
+        format!(
+            r#"{{"installed_apps":{{}},"nbtoken-version":"{v}","netbox-full-version":"{nb}-nbtoken-{v}","netbox-version":"{nb}","pepper-ids":[1,7],"plugins":{{}},"rq-workers-running":0,"v1-policy":"warn"}}"#
+        )
+    );
 }
 
 async fn v1_policy_deny_refuses_v1_tokens_with_advice(b: Backend) {

@@ -15,6 +15,12 @@ mod commands;
 mod output;
 mod settings;
 
+/// With the `mimalloc` feature, mimalloc replaces the system allocator (BENCHMARKS.md,
+/// "Allocator, latency and memory").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     // Generated from the clap definition itself, so they cannot drift from the flags.

@@ -72,11 +72,8 @@ impl PgStore {
         if self.ping().await.is_ok() {
             return Health::Ok;
         }
-        match self.breaker.down_since() {
-            Some(since) => Health::Unreachable { since },
-            // Failed without opening the breaker (the pool was closed, say): down from now.
-            None => Health::Unreachable { since: now() },
-        }
+        // Failed without opening the breaker (the pool was closed, say): down from now.
+        Health::Unreachable { since: self.breaker.down_since().unwrap_or_else(now) }
     }
 
     /// Subscribes to token and user changes made by any instance (or by hand).

@@ -69,13 +69,18 @@ pub fn database_file(url: &str) -> Option<PathBuf> {
         return None;
     }
     if url.starts_with("sqlite:") {
-        if url.contains(":memory:") || url.contains("mode=memory") {
+        if names_memory(url) {
             return None;
         }
         let options = SqliteConnectOptions::from_str(url).ok()?;
         return Some(options.get_filename().to_path_buf());
     }
     Some(PathBuf::from(url))
+}
+
+/// Whether an `sqlite:` URL names an in-memory database.
+fn names_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
 }
 
 impl SqliteStore {
@@ -91,7 +96,7 @@ impl SqliteStore {
             if !url.contains("mode=") {
                 options = options.create_if_missing(true);
             }
-            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let in_memory = names_memory(url);
             // `mode=ro` / `mode=rw` never create the file; without a mode, or with `rwc`, we do.
             let creates = !url.contains("mode=") || url.contains("mode=rwc");
             Self::open(options, in_memory, creates).await

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::netbox::{netbox, USER_PASSWORD};
@@ -15,32 +14,10 @@ use nbtoken_client::{Client, ClientError, NewToken, ProvisionOptions, TokenPatch
 use nbtoken_core::{SecretString, TokenVersion};
 use serde_json::json;
 
-/// A virtualenv with pynetbox, made once under the target directory.
-fn pynetbox_venv() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pynetbox-netbox-venv");
-    let python = dir.join("bin/python");
-    let ready = python.exists()
-        && Command::new(&python)
-            .args(["-c", "import pynetbox"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-    if !ready {
-        let st = Command::new("python3").arg("-m").arg("venv").arg(&dir).status().expect("python3 is needed");
-        assert!(st.success(), "python3 -m venv failed (install python3-venv)");
-        let st = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "pynetbox==7.8.0"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "pip install pynetbox failed");
-    }
-    python
-}
-
 #[test]
 fn pynetbox_works_against_netbox() {
     let Some(nb) = netbox() else { return };
-    let python = pynetbox_venv();
+    let python = common::pynetbox_venv("pynetbox-netbox-venv");
     let root = nb.create_user("clients-py-root", true);
     let user = nb.create_user("clients-py-user", false);
     let admin = nb.create_token(root, 2, json!({"description": "py admin"}));

@@ -5,37 +5,17 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn venv() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pynetbox-venv");
-    let python = dir.join("bin/python");
-    let ready = python.exists()
-        && Command::new(&python)
-            .args(["-c", "import pynetbox"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-    if !ready {
-        let st = Command::new("python3").arg("-m").arg("venv").arg(&dir).status().expect("python3 is needed");
-        assert!(st.success(), "python3 -m venv failed (install python3-venv)");
-        let st = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "pynetbox==7.8.0"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "pip install pynetbox failed");
-    }
-    python
-}
-
 #[test]
 fn pynetbox_works_unchanged() {
-    let python = venv();
+    let python = common::pynetbox_venv("pynetbox-venv");
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = common::free_port();
     let mut server = Command::new(env!("CARGO_BIN_EXE_nbtoken"))
         .arg("--data-dir")
         .arg(dir.path())

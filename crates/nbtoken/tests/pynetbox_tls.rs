@@ -12,30 +12,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_port, serve_with};
 
 const PEPPER: &str = "tls-pynetbox-pepper-0123456789-0123456789-0123456789-0123";
-
-fn venv() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pynetbox-tls-venv");
-    let python = dir.join("bin/python");
-    let ready = python.exists()
-        && Command::new(&python).args(["-c", "import pynetbox"]).status().is_ok_and(|s| s.success());
-    if !ready {
-        let st = Command::new("python3").arg("-m").arg("venv").arg(&dir).status().expect("python3 is needed");
-        assert!(st.success(), "python3 -m venv failed (install python3-venv)");
-        let st = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "pynetbox==7.8.0"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "pip install pynetbox failed");
-    }
-    python
-}
 
 /// A system tool, or `None` after saying the test is skipped (a failure under `CI`).
 fn tool(candidates: &[&str]) -> Option<PathBuf> {
@@ -68,7 +51,7 @@ impl Drop for Nginx {
 fn pynetbox_lists_every_page_over_tls_behind_nginx() {
     let Some(nginx) = tool(&["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]) else { return };
     let Some(openssl) = tool(&["/usr/bin/openssl", "/usr/local/bin/openssl"]) else { return };
-    let python = venv();
+    let python = common::pynetbox_venv("pynetbox-tls-venv");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out = Command::new(openssl)

@@ -124,3 +124,22 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     let (body, code) = text.rsplit_once('\n').unwrap();
     (code.trim().parse().unwrap(), body.to_owned())
 }
+
+/// A virtualenv with pynetbox 7.8.0 from PyPI, made once under the target directory in
+/// `CARGO_TARGET_TMPDIR/<name>` (each test binary names its own); returns its python.
+pub fn pynetbox_venv(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let python = dir.join("bin/python");
+    let ready = python.exists()
+        && Command::new(&python).args(["-c", "import pynetbox"]).status().is_ok_and(|s| s.success());
+    if !ready {
+        let st = Command::new("python3").arg("-m").arg("venv").arg(&dir).status().expect("python3 is needed");
+        assert!(st.success(), "python3 -m venv failed (install python3-venv)");
+        let st = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "pynetbox==7.8.0"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "pip install pynetbox failed");
+    }
+    python
+}

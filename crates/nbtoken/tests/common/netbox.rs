@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::free_port;
+
 /// The pepper the test NetBox hashes v2 tokens with (id [`PEPPER_ID`]).
 pub const PEPPER: &str = "netbox-test-pepper-0123456789-0123456789-0123456789-0123";
 /// Its id in `API_TOKEN_PEPPERS`.
@@ -83,10 +85,6 @@ pub fn netbox() -> Option<&'static NetBox> {
             }
         })
         .as_ref()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn pg_base() -> String {

@@ -341,16 +341,14 @@ async fn check(
     if let Some(wait) = state.limiter.blocked_for(client_ip, limited_key) {
         return Err(limited(wait));
     }
-    let found = match credential {
-        Credential::V1 { plaintext } => {
-            let fetch = state.store.token_by_plaintext(plaintext.expose());
-            lookup(state, Some(CacheKey::v1(plaintext.expose())), fetch).await
-        }
+    let cache_key = match credential {
+        Credential::V1 { plaintext } => Some(CacheKey::v1(plaintext.expose())),
+        Credential::V2 { key, .. } => CacheKey::v2(key),
+    };
+    let found = match cache_key {
+        Some(k) => lookup(state, k, read_row(state, credential)).await,
         // A key of the wrong shape cannot exist; skip the lookup but not the HMAC.
-        Credential::V2 { key, .. } => match CacheKey::v2(key) {
-            Some(cache_key) => lookup(state, Some(cache_key), state.store.token_by_key(key)).await,
-            None => Ok(Lookup { record: None, cache_key: None, from_cache: false, generation: 0 }),
-        },
+        None => Ok(Lookup { record: None, cache_key: None, from_cache: false, generation: 0 }),
     }
     .map_err(|e| Refusal::new(Outcome::StoreError, e))?;
     let now = OffsetDateTime::now_utc();
@@ -376,12 +374,10 @@ async fn check(
     if matches!(decision, Err(Denial::InvalidToken(_))) {
         if found.from_cache {
             let generation = state.cache.generation();
-            let fresh = match credential {
-                Credential::V1 { plaintext } => state.store.token_by_plaintext(plaintext.expose()).await,
-                Credential::V2 { key, .. } => state.store.token_by_key(key).await,
-            }
-            .map_err(|e| Refusal::new(Outcome::StoreError, ApiError::from(e)))?
-            .map(Arc::new);
+            let fresh = read_row(state, credential)
+                .await
+                .map_err(|e| Refusal::new(Outcome::StoreError, ApiError::from(e)))?
+                .map(Arc::new);
             decision = verify(fresh.as_deref());
             if decision.is_ok() {
                 // The cached row was stale (a secret rotated elsewhere): keep the fresh one.
@@ -462,17 +458,25 @@ struct Lookup {
 /// here: only once it has verified a credential (see [`check`]).
 async fn lookup(
     state: &AppState,
-    cache_key: Option<CacheKey>,
+    cache_key: CacheKey,
     fetch: impl std::future::Future<Output = Result<Option<TokenRecord>, StoreError>>,
 ) -> Result<Lookup, ApiError> {
-    if let Some(r) = cache_key.as_ref().and_then(|k| state.cache.get(k)) {
+    if let Some(r) = state.cache.get(&cache_key) {
         state.metrics.cache(true);
-        return Ok(Lookup { record: Some(r), cache_key, from_cache: true, generation: 0 });
+        return Ok(Lookup { record: Some(r), cache_key: Some(cache_key), from_cache: true, generation: 0 });
     }
     state.metrics.cache(false);
     let generation = state.cache.generation();
     let record = fetch.await?.map(Arc::new);
-    Ok(Lookup { record, cache_key, from_cache: false, generation })
+    Ok(Lookup { record, cache_key: Some(cache_key), from_cache: false, generation })
+}
+
+/// The row `credential` names, read from the store (the cache is [`lookup`]'s business).
+async fn read_row(state: &AppState, credential: &Credential) -> Result<Option<TokenRecord>, StoreError> {
+    match credential {
+        Credential::V1 { plaintext } => state.store.token_by_plaintext(plaintext.expose()).await,
+        Credential::V2 { key, .. } => state.store.token_by_key(key).await,
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {

@@ -238,6 +238,26 @@ impl Client {
         self.get(&format!("users/users/{id}/")).await
     }
 
+    /// Whether `me` (what [`Client::whoami`] returned) sees every user's tokens: exact where
+    /// the server says (nbtoken shows `is_superuser`), else inferred from what NetBox lets it
+    /// read. `None`: cannot tell (it holds object permissions).
+    pub async fn sees_all_tokens(&self, me: &User) -> Result<Option<bool>, ClientError> {
+        if let Some(superuser) = me.is_superuser {
+            return Ok(Some(superuser));
+        }
+        // NetBox 4.5+ does not show `is_superuser`. Reading one's own user record
+        // needs the view_user permission; a user who can read it while holding no
+        // permission or group at all is a superuser (or every view is exempt).
+        match self.get_user(me.id).await {
+            Ok(u) => {
+                let none = |v: &Option<Vec<serde_json::Value>>| v.as_ref().is_some_and(Vec::is_empty);
+                Ok((none(&u.groups) && none(&u.permissions)).then_some(true))
+            }
+            Err(e) if matches!(e.status(), Some(403 | 404)) => Ok(Some(false)),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.json(Method::GET, self.base.api(path)?, None::<&()>).await
     }

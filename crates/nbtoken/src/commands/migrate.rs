@@ -64,14 +64,16 @@ pub(crate) enum OwnToken {
 }
 
 impl OwnToken {
-    /// From the token value the commands send.
+    /// From the token value the commands send (its shape already checked by the client):
+    /// the tail of core's sanitised v1 form, as NetBox shows it.
     pub(crate) fn of(token: &str) -> Self {
-        let token = token.trim();
-        if token.starts_with(nbtoken_core::TOKEN_PREFIX) || token.chars().count() < 6 {
-            return OwnToken::NotV1;
+        match nbtoken_core::V1Plaintext::parse(token) {
+            Ok(v1) => {
+                let shown = v1.partial();
+                OwnToken::V1Tail(shown[shown.len() - 6..].to_owned())
+            }
+            Err(_) => OwnToken::NotV1,
         }
-        let tail: String = token.chars().skip(token.chars().count() - 6).collect();
-        OwnToken::V1Tail(tail)
     }
 }
 

@@ -59,26 +59,6 @@ fn info(t: &Token) -> TokenInfo {
     }
 }
 
-/// Whether the authenticated user sees every token: exact where the server says
-/// (nbtoken shows `is_superuser`), else inferred from what NetBox lets it read.
-/// `None`: cannot tell.
-async fn sees_all(client: &Client, me: &nbtoken_client::User) -> Result<Option<bool>> {
-    if let Some(superuser) = me.is_superuser {
-        return Ok(Some(superuser));
-    }
-    // NetBox 4.5+ does not show `is_superuser`. Reading one's own user record
-    // needs the view_user permission; a user who can read it while holding no
-    // permission or group at all is a superuser (or every view is exempt).
-    match client.get_user(me.id).await {
-        Ok(u) => {
-            let none = |v: &Option<Vec<serde_json::Value>>| v.as_ref().is_some_and(Vec::is_empty);
-            Ok((none(&u.groups) && none(&u.permissions)).then_some(true))
-        }
-        Err(e) if matches!(e.status(), Some(403 | 404)) => Ok(Some(false)),
-        Err(e) => Err(e).context("cannot read the authenticated user's record"),
-    }
-}
-
 impl Target for RemoteTarget {
     async fn tokens(&self) -> Result<Vec<TokenInfo>> {
         let tokens = self.client.list_tokens(&TokenQuery::default()).await?;
@@ -96,7 +76,8 @@ impl Target for RemoteTarget {
 
     async fn caller(&self) -> Result<Caller> {
         let me = self.client.whoami().await?;
-        let sees_all = sees_all(&self.client, &me).await?;
+        let sees_all =
+            self.client.sees_all_tokens(&me).await.context("cannot read the authenticated user's record")?;
         Ok(Caller { user_id: Some(me.id), username: me.username, sees_all, own: self.own.clone() })
     }
 
@@ -184,7 +165,7 @@ pub(crate) async fn doctor_remote(url: &str, token: Option<&str>, add: &mut impl
             "this is a v1 token: replace it with a v2 token (nbtoken migrate)".into(),
         );
     }
-    match sees_all(&client, &me).await {
+    match client.sees_all_tokens(&me).await.context("cannot read the authenticated user's record") {
         Ok(Some(true)) => add("remote token scope", Level::Ok, "sees every user's tokens (superuser)".into()),
         Ok(Some(false)) => add(
             "remote token scope",

@@ -165,6 +165,17 @@ pub fn finalize_decision(item: &PlanItem) -> Finalize {
     }
 }
 
+/// Whether `finalize` changes this v1 token: it revokes one whose replacement has been
+/// used and, with `delete`, also deletes one already disabled that has a replacement
+/// (disabled by an earlier finalize, or by hand after the switch).
+pub fn finalize_acts(item: &PlanItem, delete: bool) -> bool {
+    match finalize_decision(item) {
+        Finalize::Revoke => true,
+        Finalize::AlreadyRevoked => delete && item.replacement.is_some(),
+        Finalize::Waiting | Finalize::NoReplacement => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;
@@ -258,5 +269,23 @@ mod tests {
         assert_eq!(finalize_decision(&item), Finalize::Revoke);
         item.v1.enabled = false;
         assert_eq!(finalize_decision(&item), Finalize::AlreadyRevoked);
+    }
+
+    #[test]
+    fn finalize_acts_on_used_replacements_and_deletes_only_replaced_disabled_tokens() {
+        let v1 = tok(1, TokenVersion::V1, 1, "");
+        let mut r = tok(3, TokenVersion::V2, 1, "[replaces v1 #1]");
+        let mut item = PlanItem { v1, replacement: None };
+        assert!(!finalize_acts(&item, false) && !finalize_acts(&item, true));
+        item.replacement = Some(r.clone());
+        assert!(!finalize_acts(&item, false) && !finalize_acts(&item, true), "waiting");
+        r.last_used = Some(r.created + Duration::seconds(5));
+        item.replacement = Some(r);
+        assert!(finalize_acts(&item, false) && finalize_acts(&item, true));
+        item.v1.enabled = false;
+        assert!(!finalize_acts(&item, false), "already disabled: nothing to disable");
+        assert!(finalize_acts(&item, true), "already disabled with a replacement: --delete deletes it");
+        item.replacement = None;
+        assert!(!finalize_acts(&item, true), "disabled without a replacement is never deleted");
     }
 }

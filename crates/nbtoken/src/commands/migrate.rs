@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nbtoken_core::migrate::{
-    apply_decision, finalize_decision, plan, replacement_description, Apply, Finalize, PlanItem, TokenInfo,
+    apply_decision, finalize_acts, finalize_decision, plan, replacement_description, Apply, Finalize,
+    PlanItem, TokenInfo,
 };
 use nbtoken_core::{AllowedIps, SecretString, TokenVersion};
 use nbtoken_server::json::timestamp;
@@ -518,8 +519,7 @@ async fn finalize(target: &impl Target, delete: bool, json: bool) -> Result<()> 
     let mut failed = 0;
     for i in others.iter().chain(own.iter()) {
         let decision = finalize_decision(i);
-        let revoke = matches!(decision, Finalize::Revoke)
-            || (delete && decision == Finalize::AlreadyRevoked && i.replacement.is_some());
+        let revoke = finalize_acts(i, delete);
         if revoke && caller.may_be_own(&i.v1) {
             note!(
                 "WARNING: {} looks like the token this command authenticates with; it is {} last, \

@@ -29,17 +29,19 @@ step "system packages (Debian)"
 # command → package. Each is what a suite runs for real: curl and nginx (forward-auth, TLS),
 # Caddy and HAProxy (forward-auth), psql and redis-server (NetBox), openssl (certificates),
 # python3-venv (pynetbox and NetBox virtualenvs), systemd-analyze and groff (the packaged unit
-# and the man page).
+# and the man page), chromium and chromedriver (the web UI's browser tests, with a font so
+# their screenshots have text).
 declare -A want=(
   [curl]=curl [nginx]=nginx-light [caddy]=caddy [haproxy]=haproxy [psql]=postgresql-client
   [redis-server]=redis-server [openssl]=openssl
-  [systemd-analyze]=systemd [groff]=groff-base
+  [systemd-analyze]=systemd [groff]=groff-base [chromium]=chromium [chromedriver]=chromium-driver
 )
 missing=()
 for cmd in "${!want[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${want[$cmd]}")
 done
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+[ -d /usr/share/fonts/truetype/liberation ] || missing+=(fonts-liberation)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   as_root apt-get update -qq || die "apt-get update failed (are Debian's package mirrors reachable?)"

@@ -10,8 +10,7 @@
 
 use std::fmt;
 
-use nbtoken_core::token::{KEY_LEN, SECRET_LEN};
-use nbtoken_core::{Secret, SecretString, TokenError, TokenVersion, V1Plaintext, TOKEN_PREFIX};
+use nbtoken_core::{Secret, SecretString, TokenError, TokenKey, TokenVersion, V1Plaintext, TOKEN_PREFIX};
 use reqwest::header::HeaderValue;
 
 /// The keyword placed before the token in the `Authorization` header.
@@ -140,10 +139,6 @@ fn is_quote(c: char) -> bool {
     matches!(c, '"' | '\'' | '`' | '\u{201c}' | '\u{201d}' | '\u{2018}' | '\u{2019}')
 }
 
-fn is_alnum(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
 /// Decides the version of a value or says what is wrong with it. The order
 /// matters: the most specific explanation of a copy-paste mistake wins over
 /// the generic "wrong length".
@@ -174,7 +169,8 @@ fn classify(v: &str) -> Result<TokenVersion, TokenProblem> {
         return Secret::parse_full(v).map(|_| TokenVersion::V2).map_err(TokenProblem::V2);
     }
     if let Some((key, secret)) = v.split_once('.') {
-        if key.len() == KEY_LEN && secret.len() == SECRET_LEN && is_alnum(key) && is_alnum(secret) {
+        // Core's key and secret shapes, only without the prefix.
+        if TokenKey::is_valid(key) && Secret::parse(secret).is_ok() {
             return Err(TokenProblem::MissingPrefix);
         }
     }

@@ -7,6 +7,10 @@
 //! keyword pasted in) is refused by [`ClientBuilder::build`], before anything
 //! is sent, with a message that says why and never repeats the value.
 //!
+//! [`Token::to_info`] turns a listed token into core's view of it (what the migration
+//! planner and the audit read), and [`Client::liveness`] reads whether the client's own
+//! token works, the way `nbtoken scan --verify` asks.
+//!
 //! Idempotent requests are retried with backoff on 429/502/503/504 and on
 //! connection failures, honouring `Retry-After`; POST and PATCH never are.
 //!
@@ -28,16 +32,20 @@
 pub mod auth;
 mod base_url;
 mod client;
+mod convert;
 pub mod error;
 pub mod models;
+mod probe;
 pub mod retry;
 
 pub use auth::{ApiToken, Scheme, TokenProblem};
 pub use client::{Client, ClientBuilder, Pager, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+pub use convert::allowed_ips_field;
 pub use error::ClientError;
 pub use models::{
     CreatedToken, NestedUser, NewToken, Page, ProvisionOptions, Status, Token, TokenPatch, TokenQuery, User,
     UserQuery,
 };
 pub use nbtoken_core::{SecretString, TokenVersion};
+pub use probe::Liveness;
 pub use retry::RetryPolicy;

@@ -6,6 +6,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::migrate::TokenInfo;
 use crate::token::TokenVersion;
+use crate::{PepperId, PepperRing, V1Policy};
 
 /// A condition the audit looks for; `--fail-on` names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -81,6 +82,13 @@ pub struct Report {
     pub total: usize,
 }
 
+impl Report {
+    /// The conditions of `fail_on` that were found (`--fail-on`), in `fail_on`'s order.
+    pub fn failing(&self, fail_on: &[Finding]) -> Vec<Finding> {
+        fail_on.iter().copied().filter(|f| self.findings.get(f).is_some_and(|ids| !ids.is_empty())).collect()
+    }
+}
+
 /// Audits tokens at `now`; "stale" means unused for more than `stale_after`.
 pub fn audit(tokens: &[TokenInfo], now: OffsetDateTime, stale_after: Duration) -> Report {
     let mut r = Report { total: tokens.len(), ..Default::default() };
@@ -112,11 +120,57 @@ pub fn audit(tokens: &[TokenInfo], now: OffsetDateTime, stale_after: Duration) -
         if t.expires.is_none() {
             hit(Finding::NoExpiry, t.id);
         }
-        if t.allowed_ips.is_empty() {
+        if t.allowed_ips.is_unrestricted() {
             hit(Finding::Unrestricted, t.id);
         }
     }
     r
+}
+
+/// How much a checked condition of a deployment needs attention (`nbtoken doctor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attention {
+    /// As it should be.
+    Ok,
+    /// Works, but should change.
+    Warn,
+    /// Broken, or unsafe.
+    Fail,
+}
+
+/// The v1 policy: `allow` lets v1 tokens work without telling their users to move.
+pub fn v1_policy(policy: V1Policy) -> Attention {
+    match policy {
+        V1Policy::Allow => Attention::Warn,
+        V1Policy::Warn | V1Policy::Deny => Attention::Ok,
+    }
+}
+
+/// Enabled v1 tokens left: each is a plaintext credential in the database, to migrate.
+pub fn v1_left(enabled: u64) -> Attention {
+    if enabled == 0 {
+        Attention::Ok
+    } else {
+        Attention::Warn
+    }
+}
+
+/// Whether a remote caller sees every token (`None`: cannot tell): a partial view makes
+/// migrate and audit miss other users' tokens.
+pub fn scope(sees_all: Option<bool>) -> Attention {
+    match sees_all {
+        Some(true) => Attention::Ok,
+        Some(false) | None => Attention::Warn,
+    }
+}
+
+/// The peppers that v2 tokens use (id, how many tokens) but that `ring` lacks: those tokens
+/// cannot authenticate (a failure).
+pub fn missing_peppers(
+    usage: impl IntoIterator<Item = (PepperId, u64)>,
+    ring: &PepperRing,
+) -> Vec<(PepperId, u64)> {
+    usage.into_iter().filter(|(id, tokens)| *tokens > 0 && ring.get(*id).is_err()).collect()
 }
 
 #[cfg(test)]
@@ -124,7 +178,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::PepperId;
+    use crate::{AllowedIps, PepperId};
 
     const NOW: OffsetDateTime = datetime!(2026-06-01 0:00 UTC);
 
@@ -142,7 +196,7 @@ mod tests {
             last_used_ip: None,
             enabled: true,
             write_enabled: true,
-            allowed_ips: vec!["10.0.0.0/8".parse().unwrap()],
+            allowed_ips: AllowedIps::new(vec!["10.0.0.0/8".parse().unwrap()]),
             pepper_id: Some(PepperId::new(1).unwrap()),
         }
     }
@@ -154,7 +208,7 @@ mod tests {
         let never = TokenInfo { last_used: None, ..tok(3) };
         let stale = TokenInfo { last_used: Some(NOW - Duration::days(91)), ..tok(4) };
         let no_expiry = TokenInfo { expires: None, ..tok(5) };
-        let open = TokenInfo { allowed_ips: vec![], ..tok(6) };
+        let open = TokenInfo { allowed_ips: AllowedIps::default(), ..tok(6) };
         let disabled = TokenInfo { enabled: false, expires: None, ..tok(7) };
         let expired = TokenInfo { expires: Some(NOW), ..tok(8) };
         let r =
@@ -168,7 +222,25 @@ mod tests {
         assert_eq!(ids(Finding::Disabled), vec![7]);
         assert_eq!(ids(Finding::Expired), vec![8]);
         assert_eq!(r.per_pepper[&1], 7);
+        assert_eq!(r.failing(&[Finding::Stale, Finding::V1]), vec![Finding::Stale, Finding::V1]);
+        let clean = audit(&[tok(1)], NOW, Duration::days(90));
+        assert!(clean.failing(&Finding::ALL).is_empty());
         assert_eq!(r.total, 8);
+    }
+
+    #[test]
+    fn deployment_checks() {
+        assert_eq!(v1_policy(V1Policy::Allow), Attention::Warn);
+        assert_eq!(v1_policy(V1Policy::Warn), Attention::Ok);
+        assert_eq!(v1_policy(V1Policy::Deny), Attention::Ok);
+        assert_eq!((v1_left(0), v1_left(3)), (Attention::Ok, Attention::Warn));
+        assert_eq!(
+            [scope(Some(true)), scope(Some(false)), scope(None)],
+            [Attention::Ok, Attention::Warn, Attention::Warn]
+        );
+        let id = |n| PepperId::new(n).unwrap();
+        let ring = PepperRing::new([(id(1), crate::SecretString::from("p".repeat(50).as_str()))]).unwrap();
+        assert_eq!(missing_peppers([(id(1), 4), (id(2), 0), (id(3), 2)], &ring), vec![(id(3), 2)]);
     }
 
     #[test]

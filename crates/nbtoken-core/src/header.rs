@@ -156,6 +156,8 @@ pub enum Hint {
     },
     /// The header contains bytes that are not UTF-8.
     NotUtf8,
+    /// More than one `Authorization` header was sent.
+    DuplicateHeader,
 }
 
 impl fmt::Display for Hint {
@@ -199,6 +201,7 @@ impl fmt::Display for Hint {
             Hint::NotUtf8 => f.write_str(
                 "the header contains bytes that are not UTF-8 (typographic quotes or a copy-paste artefact?)",
             ),
+            Hint::DuplicateHeader => f.write_str("send exactly one Authorization header"),
         }
     }
 }

@@ -1,72 +1,57 @@
 //! Issuing tokens: generate (or accept) a secret, hash it, and check the request.
 
 use std::fmt;
-use std::str::FromStr;
 
 use time::OffsetDateTime;
 
 use crate::pepper::{PepperError, PepperId, PepperRing};
+use crate::policy::V1Policy;
 use crate::secret::SecretString;
+use crate::stored::{AllowedIps, PreviousSecret, StoredCredential};
 use crate::token::{Secret, TokenError, TokenKey, TokenVersion, V1Plaintext};
-use crate::verify::StoredCredential;
 
 /// Longest description NetBox stores.
 pub const MAX_DESCRIPTION_CHARS: usize = 200;
 
-/// What the operator allows for legacy v1 tokens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum V1Policy {
-    /// NetBox 4.5 behaviour: v1 tokens work and can be created.
-    Allow,
-    /// v1 tokens work, but responses carry `Deprecation`/`Sunset` headers and uses are recorded.
-    #[default]
-    Warn,
-    /// v1 tokens are refused, as NetBox 5.0 will do.
-    Deny,
-}
-
-impl V1Policy {
-    /// The configuration spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            V1Policy::Allow => "allow",
-            V1Policy::Warn => "warn",
-            V1Policy::Deny => "deny",
-        }
-    }
-}
-
-impl FromStr for V1Policy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "allow" => Ok(V1Policy::Allow),
-            "warn" => Ok(V1Policy::Warn),
-            "deny" => Ok(V1Policy::Deny),
-            other => Err(format!("unknown v1 policy {other:?}: expected allow, warn or deny")),
-        }
-    }
-}
-
-/// A request to issue a token.
+/// What a new token should look like: what [`issue`] checks and hashes, and the flags
+/// stored beside it. The one description of a new token, from the API, the CLI and migration alike.
 #[derive(Clone, Debug)]
-pub struct IssueRequest {
+pub struct TokenSpec {
     /// v1 or v2.
     pub version: TokenVersion,
-    /// A client-chosen value: the v2 secret (40 × `[A-Za-z0-9]`) or the v1 plaintext.
+    /// A chosen value: the v2 secret (40 × `[A-Za-z0-9]`) or the v1 plaintext (imports only).
     pub chosen: Option<SecretString>,
-    /// A client-chosen v2 key (import); generated when `None`.
+    /// A chosen v2 key (import); generated when `None`.
     pub chosen_key: Option<TokenKey>,
-    /// A pepper the client asked for; must be configured.
+    /// A pepper asked for (v2; ignored for v1); must be configured.
     pub pepper_id: Option<PepperId>,
+    /// Free text, at most [`MAX_DESCRIPTION_CHARS`].
+    pub description: String,
     /// Expiry; must be in the future.
     pub expires: Option<OffsetDateTime>,
-    /// Free text.
-    pub description: String,
-    /// The current time.
-    pub now: OffsetDateTime,
-    /// Whether v1 tokens may be created.
-    pub v1_policy: V1Policy,
+    /// Enabled flag.
+    pub enabled: bool,
+    /// Write flag.
+    pub write_enabled: bool,
+    /// Allowed source networks.
+    pub allowed_ips: AllowedIps,
+}
+
+impl Default for TokenSpec {
+    /// An enabled, write-enabled v2 token with a generated value, no expiry and no network limit.
+    fn default() -> Self {
+        Self {
+            version: TokenVersion::V2,
+            chosen: None,
+            chosen_key: None,
+            pepper_id: None,
+            description: String::new(),
+            expires: None,
+            enabled: true,
+            write_enabled: true,
+            allowed_ips: AllowedIps::default(),
+        }
+    }
 }
 
 /// An issued token: what to store, and the value to show the user once.
@@ -145,18 +130,23 @@ impl From<PepperError> for IssueError {
     }
 }
 
-/// Checks the request and produces what to store and what to show.
-pub fn issue(req: &IssueRequest, peppers: &PepperRing) -> Result<Issued, IssueError> {
+/// Checks a new token at `now` under the v1 policy and produces what to store and what to show.
+pub fn issue(
+    req: &TokenSpec,
+    now: OffsetDateTime,
+    v1_policy: V1Policy,
+    peppers: &PepperRing,
+) -> Result<Issued, IssueError> {
     let desc_len = req.description.chars().count();
     if desc_len > MAX_DESCRIPTION_CHARS {
         return Err(IssueError::DescriptionTooLong(desc_len));
     }
-    if req.expires.is_some_and(|e| e <= req.now) {
-        return Err(IssueError::ExpiryInPast { now: req.now });
+    if req.expires.is_some_and(|e| e <= now) {
+        return Err(IssueError::ExpiryInPast { now });
     }
     match req.version {
         TokenVersion::V1 => {
-            if req.v1_policy == V1Policy::Deny {
+            if v1_policy == V1Policy::Deny {
                 return Err(IssueError::V1NotAllowed);
             }
             let plaintext = match &req.chosen {
@@ -182,7 +172,7 @@ pub fn issue(req: &IssueRequest, peppers: &PepperRing) -> Result<Issued, IssueEr
             let digest = pepper.digest(secret.expose());
             let token = secret.full_token(&key);
             Ok(Issued {
-                credential: StoredCredential::V2 { key, pepper_id: pepper.id(), digest, previous: None },
+                credential: StoredCredential::v2(key, pepper.id(), digest),
                 token,
                 secret: SecretString::from(secret.expose()),
             })
@@ -198,7 +188,7 @@ pub struct Rotated {
     /// Digest of the new secret.
     pub digest: crate::Digest,
     /// The old digest, accepted until the overlap ends (`None` without overlap).
-    pub previous: Option<crate::verify::PreviousSecret>,
+    pub previous: Option<PreviousSecret>,
     /// The new full value `nbt_<key>.<secret>`, to show once.
     pub token: SecretString,
     /// The new bare secret, NetBox's `token` field.
@@ -247,7 +237,7 @@ pub fn rotate(
     }
     let pepper = peppers.current().map_err(|e| RotateError::Issue(e.into()))?;
     let secret = Secret::generate().map_err(|e| RotateError::Issue(e.into()))?;
-    let previous = overlap.is_positive().then(|| crate::verify::PreviousSecret {
+    let previous = overlap.is_positive().then(|| PreviousSecret {
         pepper_id: *pepper_id,
         digest: digest.clone(),
         valid_until: now + overlap,
@@ -267,7 +257,7 @@ mod tests {
 
     use super::*;
     use crate::header::AuthHeader;
-    use crate::verify::{decide, Access, AllowedIps, StoredToken, VerifyInput};
+    use crate::verify::{decide, Access, StoredToken, VerifyInput};
 
     const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
 
@@ -279,37 +269,19 @@ mod tests {
         .unwrap()
     }
 
-    fn req(version: TokenVersion) -> IssueRequest {
-        IssueRequest {
-            version,
-            chosen: None,
-            chosen_key: None,
-            pepper_id: None,
-            expires: None,
-            description: String::new(),
-            now: NOW,
-            v1_policy: V1Policy::Warn,
-        }
+    fn req(version: TokenVersion) -> TokenSpec {
+        TokenSpec { version, ..Default::default() }
     }
 
     #[test]
     fn issued_v2_token_verifies_and_uses_newest_pepper() {
         let peppers = ring();
-        let issued = issue(&req(TokenVersion::V2), &peppers).unwrap();
+        let issued = issue(&req(TokenVersion::V2), NOW, V1Policy::Warn, &peppers).unwrap();
         let StoredCredential::V2 { pepper_id, .. } = &issued.credential else { panic!("v2 expected") };
         assert_eq!(pepper_id.get(), 2);
         let header = format!("Bearer {}", issued.token.expose());
         let parsed = AuthHeader::parse(header.as_bytes()).unwrap().unwrap();
-        let stored = StoredToken {
-            id: 1,
-            user_id: 1,
-            credential: issued.credential.clone(),
-            enabled: true,
-            write_enabled: true,
-            expires: None,
-            last_used: None,
-            allowed_ips: AllowedIps::default(),
-        };
+        let stored = StoredToken::new(1, 1, issued.credential.clone());
         let ok = decide(&VerifyInput {
             credential: parsed.credential(),
             token: Some(&stored),
@@ -327,10 +299,10 @@ mod tests {
     fn requested_pepper_must_exist() {
         let mut r = req(TokenVersion::V2);
         r.pepper_id = Some(PepperId::new(1).unwrap());
-        let issued = issue(&r, &ring()).unwrap();
+        let issued = issue(&r, NOW, V1Policy::Warn, &ring()).unwrap();
         assert!(matches!(issued.credential, StoredCredential::V2 { pepper_id, .. } if pepper_id.get() == 1));
         r.pepper_id = Some(PepperId::new(7).unwrap());
-        let err = issue(&r, &ring()).unwrap_err();
+        let err = issue(&r, NOW, V1Policy::Warn, &ring()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "Invalid pepper ID: 7. Check configured API_TOKEN_PEPPERS (NBTOKEN_PEPPER_<ID>)."
@@ -342,69 +314,67 @@ mod tests {
         let mut r = req(TokenVersion::V2);
         r.chosen = Some(SecretString::from("short"));
         assert!(matches!(
-            issue(&r, &ring()),
+            issue(&r, NOW, V1Policy::Warn, &ring()),
             Err(IssueError::Token(TokenError::InvalidSecret { len: 5, .. }))
         ));
         r.chosen = Some(SecretString::from("wTbg8d65KYLMH3bHQ9zULCrxTXiNiug1jIm63wnU"));
-        assert_eq!(issue(&r, &ring()).unwrap().secret.expose(), "wTbg8d65KYLMH3bHQ9zULCrxTXiNiug1jIm63wnU");
+        assert_eq!(
+            issue(&r, NOW, V1Policy::Warn, &ring()).unwrap().secret.expose(),
+            "wTbg8d65KYLMH3bHQ9zULCrxTXiNiug1jIm63wnU"
+        );
     }
 
     #[test]
     fn v1_rules() {
         let mut r = req(TokenVersion::V1);
-        assert_eq!(issue(&r, &PepperRing::empty()).unwrap().token.len(), 40);
+        assert_eq!(issue(&r, NOW, V1Policy::Warn, &PepperRing::empty()).unwrap().token.len(), 40);
         r.chosen = Some(SecretString::from(format!("nbt_{}", "a".repeat(36)).as_str()));
-        assert_eq!(issue(&r, &ring()).unwrap_err(), IssueError::Token(TokenError::V1PlaintextLooksLikeV2));
+        assert_eq!(
+            issue(&r, NOW, V1Policy::Warn, &ring()).unwrap_err(),
+            IssueError::Token(TokenError::V1PlaintextLooksLikeV2)
+        );
         r.chosen = None;
-        r.v1_policy = V1Policy::Deny;
-        assert_eq!(issue(&r, &ring()).unwrap_err(), IssueError::V1NotAllowed);
+        assert_eq!(issue(&r, NOW, V1Policy::Deny, &ring()).unwrap_err(), IssueError::V1NotAllowed);
     }
 
     #[test]
     fn expiry_and_description_are_checked() {
         let mut r = req(TokenVersion::V2);
         r.expires = Some(NOW);
-        let msg = issue(&r, &ring()).unwrap_err().to_string();
+        let msg = issue(&r, NOW, V1Policy::Warn, &ring()).unwrap_err().to_string();
         assert_eq!(
             msg,
             "Expiration time must be in the future. Current server time is 2026-06-01 12:00:00 (UTC)."
         );
         r.expires = Some(NOW + time::Duration::days(1));
-        assert!(issue(&r, &ring()).is_ok());
+        assert!(issue(&r, NOW, V1Policy::Warn, &ring()).is_ok());
         r.description = "x".repeat(201);
-        assert_eq!(issue(&r, &ring()).unwrap_err(), IssueError::DescriptionTooLong(201));
+        assert_eq!(issue(&r, NOW, V1Policy::Warn, &ring()).unwrap_err(), IssueError::DescriptionTooLong(201));
     }
 
     #[test]
     fn no_peppers_names_the_setting() {
-        let msg = issue(&req(TokenVersion::V2), &PepperRing::empty()).unwrap_err().to_string();
+        let msg =
+            issue(&req(TokenVersion::V2), NOW, V1Policy::Warn, &PepperRing::empty()).unwrap_err().to_string();
         assert!(msg.contains("API_TOKEN_PEPPERS") && msg.contains("NBTOKEN_PEPPER_"), "{msg}");
     }
 
     #[test]
     fn rotation_keeps_the_old_secret_only_during_the_overlap() {
         let peppers = ring();
-        let issued = issue(&req(TokenVersion::V2), &peppers).unwrap();
+        let issued = issue(&req(TokenVersion::V2), NOW, V1Policy::Warn, &peppers).unwrap();
         let old_header = format!("Bearer {}", issued.token.expose());
         let rotated = rotate(&issued.credential, &peppers, NOW, time::Duration::minutes(10)).unwrap();
         let StoredCredential::V2 { key, .. } = &issued.credential else { panic!("v2 expected") };
         let stored = |now_offset: i64, header: &str| {
             let parsed = AuthHeader::parse(header.as_bytes()).unwrap().unwrap();
-            let token = StoredToken {
-                id: 1,
-                user_id: 1,
-                credential: StoredCredential::V2 {
-                    key: key.clone(),
-                    pepper_id: rotated.pepper_id,
-                    digest: rotated.digest.clone(),
-                    previous: rotated.previous.clone(),
-                },
-                enabled: true,
-                write_enabled: true,
-                expires: None,
-                last_used: None,
-                allowed_ips: AllowedIps::default(),
+            let credential = StoredCredential::V2 {
+                key: key.clone(),
+                pepper_id: rotated.pepper_id,
+                digest: rotated.digest.clone(),
+                previous: rotated.previous.clone(),
             };
+            let token = StoredToken::new(1, 1, credential);
             decide(&VerifyInput {
                 credential: parsed.credential(),
                 token: Some(&token),
@@ -423,16 +393,10 @@ mod tests {
         assert!(stored(60, &new_header));
         let none = rotate(&issued.credential, &peppers, NOW, time::Duration::ZERO).unwrap();
         assert!(none.previous.is_none());
-        let v1 = issue(&req(TokenVersion::V1), &peppers).unwrap();
+        let v1 = issue(&req(TokenVersion::V1), NOW, V1Policy::Warn, &peppers).unwrap();
         assert_eq!(
             rotate(&v1.credential, &peppers, NOW, time::Duration::ZERO).unwrap_err(),
             RotateError::NotV2
         );
-    }
-
-    #[test]
-    fn policy_parses() {
-        assert_eq!("WARN".parse::<V1Policy>().unwrap(), V1Policy::Warn);
-        assert!("maybe".parse::<V1Policy>().is_err());
     }
 }

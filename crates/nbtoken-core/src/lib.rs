@@ -10,10 +10,15 @@
 //! - [`token`] holds the token parts ([`TokenKey`], [`Secret`],
 //!   [`V1Plaintext`]) and their generation from the OS CSPRNG.
 //! - [`pepper`] holds the server-side peppers and computes digests.
-//! - [`verify`] makes the authentication decision.
+//! - [`stored`] is the stored-token model ([`StoredToken`]) the store fills and the decision reads.
+//! - [`policy`] is the operator's [`V1Policy`].
+//! - [`verify`] makes the whole authentication decision: the header stage
+//!   ([`verify::read_header`]) and the row stage ([`decide`]).
+//! - [`account`] holds the username rules, [`password`] the password rules and hashing.
 
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod audit;
 pub mod digest;
 pub mod header;
@@ -21,16 +26,18 @@ pub mod issue;
 pub mod migrate;
 pub mod password;
 pub mod pepper;
+pub mod policy;
 pub mod secret;
+pub mod stored;
 pub mod token;
 pub mod verify;
 
 pub use digest::{Digest, DigestError};
 pub use header::{AuthHeader, Credential, HeaderError, Hint};
-pub use issue::{issue, rotate, IssueError, IssueRequest, Issued, RotateError, Rotated, V1Policy};
+pub use issue::{issue, rotate, IssueError, Issued, RotateError, Rotated, TokenSpec};
 pub use pepper::{Pepper, PepperError, PepperId, PepperRing};
+pub use policy::V1Policy;
 pub use secret::SecretString;
+pub use stored::{AllowedIps, PreviousSecret, StoredCredential, StoredToken};
 pub use token::{Secret, TokenError, TokenKey, TokenVersion, V1Plaintext, TOKEN_PREFIX};
-pub use verify::{
-    decide, Access, AllowedIps, Denial, PreviousSecret, StoredCredential, StoredToken, Verified, VerifyInput,
-};
+pub use verify::{decide, Access, Denial, Verified, VerifyInput};

@@ -7,11 +7,11 @@
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
 use time::OffsetDateTime;
 
 use crate::issue::MAX_DESCRIPTION_CHARS;
 use crate::token::TokenVersion;
+use crate::verify::AllowedIps;
 
 /// What the planner needs to know about a token, local or remote.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,8 +41,8 @@ pub struct TokenInfo {
     pub enabled: bool,
     /// Write flag.
     pub write_enabled: bool,
-    /// Allowed networks.
-    pub allowed_ips: Vec<IpNet>,
+    /// Allowed networks, in the form the server keeps (`null` or a list).
+    pub allowed_ips: AllowedIps,
     /// Pepper of a v2 token's digest.
     pub pepper_id: Option<crate::PepperId>,
 }
@@ -115,6 +115,39 @@ pub fn replacement_description(v1: &TokenInfo) -> String {
         d.push_str(&v1.description);
     }
     d.chars().take(MAX_DESCRIPTION_CHARS).collect()
+}
+
+/// What the v2 replacement of a v1 token looks like, on the local store and a remote alike.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replacement {
+    /// The v1 token's owner.
+    pub user_id: i64,
+    /// The marker and the v1 token's own description ([`replacement_description`]).
+    pub description: String,
+    /// The v1 token's expiry.
+    pub expires: Option<OffsetDateTime>,
+    /// The v1 token's write flag.
+    pub write_enabled: bool,
+    /// The v1 token's networks; no restriction stays "not set", so that the server
+    /// stores what it stores for any unrestricted token.
+    pub allowed_ips: AllowedIps,
+}
+
+impl Replacement {
+    /// The replacement of `v1`: same owner, expiry, write flag and networks, enabled.
+    pub fn of(v1: &TokenInfo) -> Self {
+        Self {
+            user_id: v1.user_id,
+            description: replacement_description(v1),
+            expires: v1.expires,
+            write_enabled: v1.write_enabled,
+            allowed_ips: if v1.allowed_ips.is_unrestricted() {
+                AllowedIps::default()
+            } else {
+                v1.allowed_ips.clone()
+            },
+        }
+    }
 }
 
 /// Pairs every v1 token with its replacement (the newest, if there are several).
@@ -197,9 +230,23 @@ mod tests {
             last_used_ip: None,
             enabled: true,
             write_enabled: true,
-            allowed_ips: vec![],
+            allowed_ips: AllowedIps::default(),
             pepper_id: None,
         }
+    }
+
+    #[test]
+    fn a_replacement_copies_the_v1_token_and_leaves_no_restriction_unset() {
+        let mut v1 = tok(7, TokenVersion::V1, 3, "ci");
+        v1.write_enabled = false;
+        v1.expires = Some(datetime!(2027-01-01 0:00 UTC));
+        v1.allowed_ips = AllowedIps::empty_list();
+        let r = Replacement::of(&v1);
+        assert_eq!((r.user_id, r.write_enabled, r.expires), (3, false, v1.expires));
+        assert_eq!(r.description, "[replaces v1 #7] ci");
+        assert!(!r.allowed_ips.is_list(), "[] is copied as not set");
+        v1.allowed_ips = AllowedIps::new(vec!["10.0.0.0/8".parse().unwrap()]);
+        assert_eq!(Replacement::of(&v1).allowed_ips, v1.allowed_ips);
     }
 
     #[test]

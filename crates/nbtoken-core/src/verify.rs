@@ -1,5 +1,9 @@
 //! The authentication decision: presented credential + stored row → principal or denial.
 //!
+//! The whole decision has two stages, both here and both pure: [`read_header`] turns the
+//! `Authorization` headers and the v1 policy into a credential or a refusal before anything
+//! is looked up, and [`decide`] judges the credential against the row the caller fetched.
+//!
 //! The order of checks is NetBox's: lookup and digest, allowed IPs, enabled,
 //! expiry, user active; then the token's write permission against what the
 //! request needs. The function is pure: the caller fetched the row, knows the
@@ -9,13 +13,18 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use ipnet::IpNet;
 use time::{Duration, OffsetDateTime};
 
 use crate::digest::Digest;
 use crate::header::Credential;
 use crate::pepper::{PepperId, PepperRing};
-use crate::token::{TokenKey, TokenVersion, V1Plaintext};
+use crate::token::TokenVersion;
+
+mod header_stage;
+
+pub use header_stage::{read_header, HeaderDecision, HeaderRefusal, Presented, MSG_V1_DENIED};
+// The stored-token model has its own module; these paths stay for the crates that name them.
+pub use crate::stored::{AllowedIps, PreviousSecret, StoredCredential, StoredToken, MAX_ALLOWED_NETWORKS};
 
 /// How long `last_used` may lag before it is written again (NetBox: 60 s).
 pub const LAST_USED_RESOLUTION: Duration = Duration::seconds(60);
@@ -32,6 +41,10 @@ pub enum Access {
     Write,
 }
 
+/// NetBox's token provisioning endpoint. Its handler authenticates by username and
+/// password, so a token sent along needs no write permission there.
+pub const PROVISION_PATH: &str = "/api/users/tokens/provision/";
+
 impl Access {
     /// NetBox's rule: GET, HEAD and OPTIONS read, every other method writes.
     pub fn from_method(method: &str) -> Self {
@@ -40,141 +53,14 @@ impl Access {
             _ => Access::Write,
         }
     }
-}
 
-/// The networks a token may be used from; empty means anywhere.
-///
-/// Like NetBox's nullable `allowed_ips` array, "anywhere" has two forms that mean the same:
-/// not set (`null`, the [`Default`]: tokens made outside the REST API) and an empty list
-/// (`[]`: what NetBox's REST API stores when a client sends none), kept apart only so that
-/// a token reads back as NetBox would show it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AllowedIps {
-    nets: Vec<IpNet>,
-    listed: bool,
-}
-
-/// Most networks one token may be limited to (the API refuses longer lists).
-pub const MAX_ALLOWED_NETWORKS: usize = 100;
-
-impl AllowedIps {
-    /// One entry as NetBox's `inet[]` column takes it: a network in CIDR form, or a bare
-    /// address (one host). Surrounding whitespace is ignored.
-    pub fn parse_net(s: &str) -> Option<IpNet> {
-        let s = s.trim();
-        s.parse::<IpNet>().ok().or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
-    }
-
-    /// A list of entries, each read by [`Self::parse_net`], duplicates dropped, at most
-    /// [`MAX_ALLOWED_NETWORKS`]. `Err(Some(i))`: entry `i` is not a network; `Err(None)`: too many.
-    pub fn parse_list<S: AsRef<str>>(items: &[S]) -> Result<Self, Option<usize>> {
-        if items.len() > MAX_ALLOWED_NETWORKS {
-            return Err(None);
-        }
-        let mut nets = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let net = Self::parse_net(item.as_ref()).ok_or(Some(i))?;
-            if !nets.contains(&net) {
-                nets.push(net);
-            }
-        }
-        Ok(Self::new(nets))
-    }
-
-    /// Wraps a list of networks (host bits are kept as given, as NetBox stores them); an
-    /// empty list is the `[]` form of "anywhere".
-    pub fn new(nets: Vec<IpNet>) -> Self {
-        Self { nets, listed: true }
-    }
-
-    /// No restriction as an empty list, `[]`: what NetBox's REST API stores by default.
-    pub fn empty_list() -> Self {
-        Self::new(Vec::new())
-    }
-
-    /// The networks.
-    pub fn nets(&self) -> &[IpNet] {
-        &self.nets
-    }
-
-    /// Whether no restriction is set (`null` or `[]`).
-    pub fn is_unrestricted(&self) -> bool {
-        self.nets.is_empty()
-    }
-
-    /// Whether this is a list (`[]` or networks) rather than not set (`null`).
-    pub fn is_list(&self) -> bool {
-        self.listed
-    }
-
-    /// Whether `ip` may use the token. An IPv4-mapped IPv6 address
-    /// (`::ffff:10.0.0.1`) is checked as the IPv4 address it carries.
-    pub fn permits(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.nets.is_empty() || self.nets.iter().any(|net| net.contains(&ip))
-    }
-}
-
-/// An earlier secret of a rotated token, accepted until a deadline.
-#[derive(Clone, Debug)]
-pub struct PreviousSecret {
-    /// Pepper of the old digest.
-    pub pepper_id: PepperId,
-    /// Digest of the old secret.
-    pub digest: Digest,
-    /// After this instant the old secret is refused.
-    pub valid_until: OffsetDateTime,
-}
-
-/// The version-dependent part of a stored token (NetBox's
-/// `enforce_version_dependent_fields` constraint, as a type).
-#[derive(Clone, Debug)]
-pub enum StoredCredential {
-    /// v1: the plaintext itself.
-    V1 {
-        /// The stored plaintext.
-        plaintext: V1Plaintext,
-    },
-    /// v2: key, pepper id and digest.
-    V2 {
-        /// The public key.
-        key: TokenKey,
-        /// Pepper the digest was made with.
-        pepper_id: PepperId,
-        /// HMAC-SHA256 of the secret.
-        digest: Digest,
-        /// The previous secret during a rotation overlap.
-        previous: Option<PreviousSecret>,
-    },
-}
-
-/// The fields of a stored token the decision reads.
-#[derive(Clone, Debug)]
-pub struct StoredToken {
-    /// Row id.
-    pub id: i64,
-    /// Owner's id.
-    pub user_id: i64,
-    /// v1 plaintext or v2 key/pepper/digest.
-    pub credential: StoredCredential,
-    /// Disabled tokens are refused.
-    pub enabled: bool,
-    /// Read-only tokens are refused for writes.
-    pub write_enabled: bool,
-    /// Refused from this instant on.
-    pub expires: Option<OffsetDateTime>,
-    /// Last successful use.
-    pub last_used: Option<OffsetDateTime>,
-    /// Source networks allowed.
-    pub allowed_ips: AllowedIps,
-}
-
-impl StoredToken {
-    /// The token's version.
-    pub fn version(&self) -> TokenVersion {
-        match self.credential {
-            StoredCredential::V1 { .. } => TokenVersion::V1,
-            StoredCredential::V2 { .. } => TokenVersion::V2,
+    /// What a request for `path` needs from a token: [`Access::from_method`], except on
+    /// [`PROVISION_PATH`], which only reads whatever the method.
+    pub fn for_route(method: &str, path: &str) -> Self {
+        if path == PROVISION_PATH {
+            Access::Read
+        } else {
+            Access::from_method(method)
         }
     }
 }

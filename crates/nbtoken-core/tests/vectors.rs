@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use nbtoken_core::{
-    decide, Access, AllowedIps, AuthHeader, Digest, PepperId, PepperRing, SecretString, StoredCredential,
-    StoredToken, TokenKey, VerifyInput,
+    decide, Access, AuthHeader, Digest, PepperId, PepperRing, SecretString, StoredCredential, StoredToken,
+    TokenKey, VerifyInput,
 };
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -42,21 +42,12 @@ fn every_vector_header_authenticates_against_its_stored_row() {
     let ring = ring(&v);
     for (i, t) in v["tokens"].as_array().unwrap().iter().enumerate() {
         let header = AuthHeader::parse(t["header"].as_str().unwrap().as_bytes()).unwrap().unwrap();
-        let token = StoredToken {
-            id: i64::try_from(i).unwrap(),
-            user_id: 1,
-            credential: StoredCredential::V2 {
-                key: TokenKey::parse(t["key"].as_str().unwrap()).unwrap(),
-                pepper_id: PepperId::new(u16::try_from(t["pepper_id"].as_u64().unwrap()).unwrap()).unwrap(),
-                digest: Digest::from_hex(t["hmac_digest"].as_str().unwrap()).unwrap(),
-                previous: None,
-            },
-            enabled: true,
-            write_enabled: true,
-            expires: None,
-            last_used: None,
-            allowed_ips: AllowedIps::default(),
-        };
+        let credential = StoredCredential::v2(
+            TokenKey::parse(t["key"].as_str().unwrap()).unwrap(),
+            PepperId::new(u16::try_from(t["pepper_id"].as_u64().unwrap()).unwrap()).unwrap(),
+            Digest::from_hex(t["hmac_digest"].as_str().unwrap()).unwrap(),
+        );
+        let token = StoredToken::new(i64::try_from(i).unwrap(), 1, credential);
         let verified = decide(&VerifyInput {
             credential: header.credential(),
             token: Some(&token),

@@ -1,4 +1,6 @@
-//! Authentication middleware: header → core parse → store lookup → core decision.
+//! Authentication middleware: core's header stage → failure budgets, cache and store →
+//! core's row stage. Every rule is core's ([`nbtoken_core::verify`]); this module does the
+//! I/O between the two stages, the timing floor, the `last_used` writes, metrics and logs.
 //!
 //! Every `/api/` request passes through [`middleware`], and every forward-auth
 //! request through [`crate::forward`]; both call [`authenticate`]. A request without
@@ -7,20 +9,22 @@
 //! NetBox does. Successful requests queue their `last_used` write (with the
 //! client address, stored as `last_used_ip`) and never wait for it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{Extension, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use nbtoken_core::{decide, Access, AuthHeader, Credential, Denial, TokenVersion, V1Policy, VerifyInput};
+use nbtoken_core::verify::{read_header, HeaderDecision, HeaderRefusal, Presented};
+use nbtoken_core::{decide, Access, Credential, Denial, TokenVersion, VerifyInput};
 use nbtoken_store::{Store, StoreError, TokenRecord, Touch};
 use time::OffsetDateTime;
 
 use crate::cache::CacheKey;
+use crate::client_ip::Caller;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -43,9 +47,8 @@ pub struct Principal {
     pub write_enabled: bool,
 }
 
-/// Message for v1 tokens under the `deny` policy.
-pub const MSG_V1_DENIED: &str =
-    "v1 tokens are no longer accepted by this server. Use a v2 token: 'Authorization: Bearer nbt_<key>.<secret>'.";
+/// Message for v1 tokens under the `deny` policy (core's, named here for the tests that name it).
+pub use nbtoken_core::verify::MSG_V1_DENIED;
 
 /// The least time a refusal with `Invalid v1 token` / `Invalid v2 token` takes, counted from
 /// the start of the check.
@@ -83,15 +86,6 @@ pub fn http_date(t: OffsetDateTime) -> String {
         t.minute(),
         t.second()
     )
-}
-
-/// Routes whose handler authenticates by password, so the token's write permission is not required.
-fn needs(method: &str, path: &str) -> Access {
-    if path == "/api/users/tokens/provision/" {
-        Access::Read
-    } else {
-        Access::from_method(method)
-    }
 }
 
 /// What one authentication attempt came to: the `result` label of `nbtoken_auth_total`,
@@ -177,6 +171,14 @@ impl Outcome {
             _ => Outcome::Invalid,
         }
     }
+
+    fn of_header(refusal: &HeaderRefusal) -> Self {
+        match refusal {
+            HeaderRefusal::V1Denied { .. } => Outcome::V1Denied,
+            // A doubled header, one that cannot be parsed, or a reason added to the core later.
+            _ => Outcome::Malformed,
+        }
+    }
 }
 
 /// A refused request: why, and NetBox's answer (status and JSON body).
@@ -192,22 +194,22 @@ impl Refusal {
     fn new(outcome: Outcome, error: ApiError) -> Self {
         Self { outcome, error }
     }
+
+    /// The client or the key has used up its failure budget: 429 with `Retry-After`.
+    fn limited(wait: std::time::Duration) -> Self {
+        Self::new(Outcome::RateLimited, ApiError::too_many_failures(wait))
+    }
 }
 
 /// The API middleware: authenticates every `/api/` request, or refuses it.
 pub async fn middleware(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(caller): Extension<Caller>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let access = needs(req.method().as_str(), req.uri().path());
-    let client_ip = match crate::client_ip::client_ip(
-        peer,
-        req.headers(),
-        &state.config.trusted_proxies,
-        &state.config.client_ip_header,
-    ) {
+    let access = Access::for_route(req.method().as_str(), req.uri().path());
+    let client_ip = match caller.client() {
         Ok(ip) => ip,
         Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
     };
@@ -228,7 +230,7 @@ pub async fn middleware(
 /// Under the `warn` policy, announces on a v1-authenticated response that v1 is deprecated
 /// (RFC 9745 `Deprecation`) and, if the operator has set a date, when it stops working (RFC 8594 `Sunset`).
 pub fn deprecation_headers(config: &crate::Config, version: TokenVersion, headers: &mut HeaderMap) {
-    if version != TokenVersion::V1 || config.v1_policy != V1Policy::Warn {
+    if !config.v1_policy.warns(version) {
         return;
     }
     headers.insert("deprecation", HeaderValue::from_static(V1_DEPRECATED_SINCE));
@@ -294,52 +296,12 @@ async fn check(
     headers: &HeaderMap,
     seen: &mut Seen,
 ) -> Result<Option<Principal>, Refusal> {
-    let limited = |wait| Refusal::new(Outcome::RateLimited, ApiError::too_many_failures(wait));
-    let mut values = headers.get_all("authorization").iter();
-    let Some(raw) = values.next() else { return Ok(None) };
-    if values.next().is_some() {
-        return Err(Refusal::new(
-            Outcome::Malformed,
-            ApiError::with_hint(
-                StatusCode::FORBIDDEN,
-                nbtoken_core::header::MSG_WRONG_FORM,
-                Some("send exactly one Authorization header".to_owned()),
-            ),
-        ));
-    }
-    if let Some(wait) = state.limiter.blocked_for(client_ip, None) {
-        return Err(limited(wait));
-    }
-    let parsed = match AuthHeader::parse(raw.as_bytes()) {
-        Ok(None) => return Ok(None),
-        Ok(Some(p)) => p,
-        Err(e) => {
-            tracing::debug!(detail = e.detail(), hint = ?e.hint(), %client_ip, "authorization header refused");
-            if let Some(wait) = state.limiter.record_failure(client_ip, None) {
-                return Err(limited(wait));
-            }
-            return Err(Refusal::new(
-                Outcome::Malformed,
-                ApiError::with_hint(StatusCode::FORBIDDEN, e.detail(), e.hint().map(|h| h.to_string())),
-            ));
-        }
-    };
-    let hint = parsed.hint().map(|h| h.to_string());
-    let credential = parsed.credential();
-    seen.version = Some(credential.version());
-    if credential.version() == TokenVersion::V1 && state.config.v1_policy == V1Policy::Deny {
-        return Err(Refusal::new(
-            Outcome::V1Denied,
-            ApiError::with_hint(StatusCode::FORBIDDEN, MSG_V1_DENIED, hint),
-        ));
-    }
-    // A well-formed v2 key has a failure budget of its own.
-    let limited_key = match credential {
-        Credential::V2 { key, .. } if nbtoken_core::TokenKey::is_valid(key) => Some(key.as_str()),
-        _ => None,
-    };
+    let Some(presented) = read_credential(state, client_ip, headers, seen)? else { return Ok(None) };
+    let credential = presented.credential();
+    seen.version = Some(presented.version());
+    let limited_key = presented.budget_key();
     if let Some(wait) = state.limiter.blocked_for(client_ip, limited_key) {
-        return Err(limited(wait));
+        return Err(Refusal::limited(wait));
     }
     let cache_key = match credential {
         Credential::V1 { plaintext } => Some(CacheKey::v1(plaintext.expose())),
@@ -405,15 +367,28 @@ async fn check(
     }
     match decision {
         Ok(v) => {
-            if v.version == TokenVersion::V1 && state.config.v1_policy == V1Policy::Warn {
+            if state.config.v1_policy.warns(v.version) {
                 tracing::info!(token_id = v.token_id, user_id = v.user_id, %client_ip, "v1 token used; migrate it to v2");
             }
-            if v.touch_last_used || v.rehash.is_some() {
+            // A store that writes no re-hash (NetBox's without NBTOKEN_REHASH=on) is asked for none.
+            let rehash = v.rehash.clone().filter(|_| state.store.rehashes());
+            if v.touch_last_used || rehash.is_some() {
+                // The digest the request verified: a guarded re-hash replaces only that one.
+                let rehash_from = match (&rehash, record.as_deref().map(|r| &r.token.credential)) {
+                    (Some(_), Some(nbtoken_core::StoredCredential::V2 { digest, .. })) => {
+                        Some(digest.clone())
+                    }
+                    _ => None,
+                };
+                let user_agent =
+                    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
                 state.touches.queue(Touch {
                     token_id: v.token_id,
                     at: now,
                     ip: Some(client_ip),
-                    rehash: v.rehash.clone(),
+                    rehash,
+                    rehash_from,
+                    user_agent,
                 });
             }
             Ok(Some(Principal {
@@ -434,13 +409,45 @@ async fn check(
                 seen.key = None;
                 seen.token_id = None;
                 if let Some(wait) = state.limiter.record_failure(client_ip, limited_key) {
-                    return Err(limited(wait));
+                    return Err(Refusal::limited(wait));
                 }
             }
-            // A hint about the token's shape only helps when the token was not found.
-            let hint = matches!(denial, Denial::InvalidToken(_)).then_some(hint).flatten();
+            let hint = presented.hint_for(&denial).map(|h| h.to_string());
             Err(Refusal::new(Outcome::of(&denial), ApiError::with_hint(status, denial.detail(), hint)))
         }
+    }
+}
+
+/// Core's header stage, and the failure budget of the client around it: the credential to
+/// look up, `None` for an anonymous request, or the refusal.
+fn read_credential(
+    state: &AppState,
+    client_ip: IpAddr,
+    headers: &HeaderMap,
+    seen: &mut Seen,
+) -> Result<Option<Presented>, Refusal> {
+    let values = headers.get_all(header::AUTHORIZATION).iter().map(HeaderValue::as_bytes);
+    let decision = read_header(values, state.config.v1_policy);
+    if decision.consults_budget() {
+        if let Some(wait) = state.limiter.blocked_for(client_ip, None) {
+            return Err(Refusal::limited(wait));
+        }
+    }
+    match decision {
+        HeaderDecision::Credential(p) => Ok(Some(p)),
+        HeaderDecision::Refused(r) => {
+            seen.version = r.version();
+            if r.counts_as_failure() {
+                tracing::debug!(detail = r.detail(), hint = ?r.hint(), %client_ip, "authorization header refused");
+                if let Some(wait) = state.limiter.record_failure(client_ip, None) {
+                    return Err(Refusal::limited(wait));
+                }
+            }
+            let error =
+                ApiError::with_hint(StatusCode::FORBIDDEN, r.detail(), r.hint().map(|h| h.to_string()));
+            Err(Refusal::new(Outcome::of_header(&r), error))
+        }
+        HeaderDecision::Absent | HeaderDecision::OtherScheme => Ok(None),
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use nbtoken_store::{AnyStore, Change, TokenRecord, User};
+use nbtoken_store::{Change, Store, TokenRecord, User};
 use sha2::{Digest as _, Sha256};
 
 /// Most rows kept; past this, new rows are not cached (no eviction churn under a key-spraying attack).
@@ -163,6 +163,17 @@ impl TokenCache {
     }
 }
 
+/// The operations' changes drop what the cache holds of them at once.
+impl nbtoken_manage::Announce for TokenCache {
+    fn token_changed(&self, id: i64) {
+        self.invalidate_token(id);
+    }
+
+    fn user_changed(&self, id: i64) {
+        self.invalidate_user(id);
+    }
+}
+
 /// Whether `map` has room for one more entry, after dropping expired ones if it is full.
 /// A full map of fresh entries takes nothing new (no eviction churn under a key-spraying attack).
 fn make_room<K, V>(map: &mut HashMap<K, V>, ttl: Duration, fetched: impl Fn(&V) -> Instant) -> bool {
@@ -175,10 +186,10 @@ fn make_room<K, V>(map: &mut HashMap<K, V>, ttl: Duration, fetched: impl Fn(&V) 
 /// Follows the store's change feed (PostgreSQL) for as long as the server runs.
 /// On any error the cache is cleared (notifications may have been missed) and
 /// the listener is re-established after a pause.
-pub async fn follow_changes(store: AnyStore, cache: Arc<TokenCache>) {
+pub async fn follow_changes<S: Store>(store: S, cache: Arc<TokenCache>) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match store.listen().await {
+        match store.changes().await {
             Ok(None) => return,
             Ok(Some(mut listener)) => {
                 // Anything that changed while we were not listening is unknown.
@@ -207,7 +218,7 @@ pub async fn follow_changes(store: AnyStore, cache: Arc<TokenCache>) {
 
 #[cfg(test)]
 mod tests {
-    use nbtoken_core::{AllowedIps, PepperId, SecretString, StoredCredential, StoredToken, TokenKey};
+    use nbtoken_core::{PepperId, SecretString, StoredCredential, StoredToken, TokenKey};
 
     use super::*;
 
@@ -218,22 +229,9 @@ mod tests {
         )])
         .unwrap();
         let (pepper_id, digest) = ring.hash_new("s").unwrap();
+        let credential = StoredCredential::v2(TokenKey::generate().unwrap(), pepper_id, digest);
         Arc::new(TokenRecord {
-            token: StoredToken {
-                id,
-                user_id,
-                credential: StoredCredential::V2 {
-                    key: TokenKey::generate().unwrap(),
-                    pepper_id,
-                    digest,
-                    previous: None,
-                },
-                enabled: true,
-                write_enabled: true,
-                expires: None,
-                last_used: None,
-                allowed_ips: AllowedIps::default(),
-            },
+            token: StoredToken::new(id, user_id, credential),
             description: String::new(),
             created: time::OffsetDateTime::now_utc(),
             username: "u".into(),

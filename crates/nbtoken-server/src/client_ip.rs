@@ -14,9 +14,15 @@
 //! under that default; naming the header closes that.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName};
+use axum::middleware::Next;
+use axum::response::Response;
 use ipnet::IpNet;
+
+use crate::AppState;
 
 /// A forwarding header from a trusted proxy that holds no usable address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +78,48 @@ impl ClientIpHeader {
             Self::Single(h) => h.as_str(),
         }
     }
+}
+
+/// Who is calling: decided once per request by [`resolve`] and kept in the request
+/// extensions, where the authentication middleware, forward-auth and the handlers read it.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    peer_trusted: bool,
+    client: Result<IpAddr, BadForwardedHeader>,
+}
+
+impl Caller {
+    /// Decides who sent a request from `peer` with these headers.
+    pub fn new(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet], source: &ClientIpHeader) -> Self {
+        Self {
+            peer_trusted: is_trusted(peer.ip(), trusted),
+            client: client_ip(peer, headers, trusted, source),
+        }
+    }
+
+    /// Whether the direct peer is a trusted proxy (whose forwarding headers are believed).
+    pub fn peer_trusted(&self) -> bool {
+        self.peer_trusted
+    }
+
+    /// The client address, or why a trusted proxy's header names none (answered with a 400
+    /// by whoever needs the address; a request that does not is served as usual).
+    pub fn client(&self) -> Result<IpAddr, &BadForwardedHeader> {
+        self.client.as_ref().copied()
+    }
+}
+
+/// Middleware (around every route): resolves each request's [`Caller`] once, from the
+/// connection's peer address and the configuration of the router serving it.
+pub async fn resolve(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    // Every connection the server accepts carries its peer; without one (a router driven
+    // by hand) nothing is inserted, and whoever needs the caller refuses the request.
+    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
+        let config = &state.config;
+        let caller = Caller::new(peer, req.headers(), &config.trusted_proxies, &config.client_ip_header);
+        req.extensions_mut().insert(caller);
+    }
+    next.run(req).await
 }
 
 /// Whether `peer` is one of the configured trusted proxies.

@@ -46,7 +46,7 @@ impl PerAddress {
         let ip = ip.to_canonical();
         let max = {
             let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
-            if rules.0 == 0 || rules.1.iter().any(|n| n.contains(&ip)) {
+            if rules.0 == 0 || crate::client_ip::is_trusted(ip, &rules.1) {
                 return Some(Admitted { owner: None, ip });
             }
             rules.0

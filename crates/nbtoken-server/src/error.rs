@@ -132,6 +132,8 @@ impl From<StoreError> for ApiError {
             StoreError::MissingReference(what) => {
                 Self::field(what, format!("Invalid pk - object does not exist ({what})."))
             }
+            // A write the store leaves to NetBox (reached only past the API's own guard).
+            StoreError::ReadOnly(why) => Self::detail(StatusCode::METHOD_NOT_ALLOWED, why),
             StoreError::Unavailable(_) => {
                 tracing::error!(error = %e, "store unavailable");
                 Self {
@@ -152,6 +154,33 @@ impl From<StoreError> for ApiError {
                     )
                 }
             }
+        }
+    }
+}
+
+impl From<nbtoken_manage::Error> for ApiError {
+    /// An operation's refusal as NetBox answers it.
+    fn from(e: nbtoken_manage::Error) -> Self {
+        use nbtoken_manage::{Busy, Error};
+        match e {
+            Error::Invalid(invalid) => {
+                let mut errors = Map::new();
+                for (field, messages) in invalid.entries() {
+                    errors.insert(field.clone(), messages.iter().map(|m| Value::from(m.as_str())).collect());
+                }
+                Self::fields(errors)
+            }
+            Error::Refused(message) => Self::bad_request(message),
+            Error::NotFound(what) => Self::not_found(what),
+            Error::Forbidden(why) => Self::detail(StatusCode::FORBIDDEN, why.to_string()),
+            Error::Busy(busy @ Busy::QueueFull) => Self::busy(
+                StatusCode::SERVICE_UNAVAILABLE,
+                busy.to_string(),
+                crate::passwords::BUSY_RETRY_SECS,
+            ),
+            Error::Busy(busy) => Self::detail(StatusCode::SERVICE_UNAVAILABLE, busy.to_string()),
+            Error::Store(e) => e.into(),
+            other => Self::detail(StatusCode::BAD_REQUEST, other.to_string()),
         }
     }
 }

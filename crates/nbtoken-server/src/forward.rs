@@ -18,16 +18,16 @@
 //!   headers itself can refuse its own request, never loosen the check;
 //! - the original URI and host only go into the log, and only from trusted proxies.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use nbtoken_core::Access;
 use tracing::Instrument;
 
 use crate::auth::{authenticate, deprecation_headers, Outcome, Principal};
+use crate::client_ip::Caller;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -83,23 +83,17 @@ const MSG_NOT_PROVIDED: &str = "Authentication credentials were not provided.";
 )]
 pub async fn check(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(caller): Extension<Caller>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let client_ip = match crate::client_ip::client_ip(
-        peer,
-        &headers,
-        &state.config.trusted_proxies,
-        &state.config.client_ip_header,
-    ) {
+    let client_ip = match caller.client() {
         Ok(ip) => ip,
         Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
     };
     let access = original_access(&method, &headers);
-    let peer_ip = peer.ip().to_canonical();
-    let trusted = state.config.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
+    let trusted = caller.peer_trusted();
     let span = tracing::debug_span!(
         "forward_auth",
         original_method = first(&headers, &METHOD_HEADERS).unwrap_or(method.as_str()),

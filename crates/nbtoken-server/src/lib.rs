@@ -3,7 +3,9 @@
 //! Request flow: [`client_ip`] works out who is calling, [`auth`] parses the
 //! `Authorization` header with `nbtoken-core`, fetches the row from the
 //! store, lets the core decide, and queues the `last_used` write with
-//! [`touch`]; the handlers in [`api`] then answer in NetBox's JSON shapes.
+//! [`touch`]; the handlers in [`api`] then parse the request, call an operation of
+//! `nbtoken_manage` (which holds every rule of who may do what, and announces each change to
+//! the [`cache`]) and answer in NetBox's JSON shapes.
 //! [`forward`] answers reverse proxies' forward-auth subrequests through the
 //! same [`auth::authenticate`]; [`observe`] logs and times every request and
 //! [`metrics`] serves the counts at `/metrics`.
@@ -35,8 +37,8 @@ pub mod limit;
 pub mod metrics;
 pub mod observe;
 pub mod passwords;
-pub mod service;
 pub mod touch;
+pub mod ui;
 
 /// The store the server runs on.
 pub type AppStore = AnyStore;
@@ -145,9 +147,23 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The argon2 workers every password check and hash runs on.
     pub passwords: Arc<passwords::Passwords>,
+    /// The web UI's sessions (kept across reloads).
+    pub ui: Arc<ui::Sessions>,
 }
 
 impl AppState {
+    /// The operations on users and tokens, on this state's store, peppers and password
+    /// workers; their changes reach this process's cache at once.
+    pub fn ops(&self) -> nbtoken_manage::Ops<'_, AppStore, passwords::Passwords> {
+        nbtoken_manage::Ops {
+            store: &self.store,
+            peppers: &self.config.peppers,
+            v1_policy: self.config.v1_policy,
+            passwords: &*self.passwords,
+            announce: &*self.cache,
+        }
+    }
+
     /// The state after a reload: `config` replaces the configuration; the store, cache,
     /// metrics, write queue and password workers carry on; the failure budgets carry on
     /// unless their limits changed.
@@ -165,6 +181,7 @@ impl AppState {
             limiter,
             metrics: self.metrics.clone(),
             passwords: self.passwords.clone(),
+            ui: self.ui.clone(),
         }
     }
 }
@@ -172,11 +189,16 @@ impl AppState {
 /// The axum router with every route and layer, for embedding or tests.
 pub fn router(state: Arc<AppState>) -> Router {
     let timeout = state.config.request_timeout;
-    api::routes(state)
+    let state_for_ui = state.clone();
+    api::routes(state.clone())
+        // Who is calling, decided once for every layer and handler inside.
+        .layer(axum::middleware::from_fn_with_state(state, client_ip::resolve))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
         // Outside the timeout and every rejection: each error a client sees is JSON.
         .layer(axum::middleware::from_fn(error::json_errors))
+        // The web UI (and the `/` redirect to it) answers its errors as pages, not JSON.
+        .merge(ui::router(state_for_ui))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(observe::RequestIds))
         // Before an id is kept: a client's unsafe `X-Request-ID` is dropped, so a new one is made.
@@ -227,7 +249,8 @@ pub async fn serve_with_reloads(
     let touches = Arc::new(touches);
     let limiter = Arc::new(limit::FailureLimiter::new(config.limits).shared_through(store.failure_counts()));
     let passwords = Arc::new(passwords::Passwords::start(passwords::PasswordConfig::default()));
-    let state = Arc::new(AppState { config, store, touches, cache, limiter, metrics, passwords });
+    let ui = Arc::new(ui::Sessions::new());
+    let state = Arc::new(AppState { config, store, touches, cache, limiter, metrics, passwords, ui });
     // Every request is served by the router of the latest configuration.
     let current = Arc::new(Current {
         state: std::sync::RwLock::new(state.clone()),

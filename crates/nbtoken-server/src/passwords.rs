@@ -23,6 +23,7 @@ use argon2::password_hash::{rand_core::OsRng, Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::http::StatusCode;
 use nbtoken_core::SecretString;
+use nbtoken_manage::Busy;
 
 use crate::error::{ApiError, ApiResult};
 
@@ -53,7 +54,7 @@ type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 const MAX_BLOCKS: usize = 64 * 1024;
 
 /// `Retry-After` of a busy answer, in seconds.
-const BUSY_RETRY_SECS: u64 = 1;
+pub const BUSY_RETRY_SECS: u64 = 1;
 
 /// The workers and the per-client counts. Dropping it lets the workers finish and exit.
 pub struct Passwords {
@@ -111,23 +112,11 @@ impl Passwords {
         Ok(ClientSlot { owner: self, ip })
     }
 
-    /// Whether `password` matches the PHC string `phc` (a malformed hash never matches).
-    pub async fn verify(&self, password: SecretString, phc: String) -> ApiResult<bool> {
-        self.run(move |memory| verify_with(memory, password.expose().as_bytes(), &phc)).await
-    }
-
-    /// A new argon2id PHC string for `password`.
-    pub async fn hash(&self, password: SecretString) -> ApiResult<String> {
-        self.run(move |memory| hash_with(memory, password.expose().as_bytes())).await?.ok_or_else(|| {
-            ApiError::detail(StatusCode::SERVICE_UNAVAILABLE, "Password hashing failed; try again.")
-        })
-    }
-
-    /// Runs `f` on a worker, or answers `503` with `Retry-After` if the queue is full.
+    /// Runs `f` on a worker, or [`Busy::QueueFull`] (`503` with `Retry-After`) if the queue is full.
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
-    ) -> ApiResult<T> {
+    ) -> Result<T, Busy> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |memory| {
             // The client gave up (or the request timed out) while this waited: skip the work.
@@ -137,39 +126,34 @@ impl Passwords {
         });
         match self.jobs.try_send(job) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                return Err(ApiError::busy(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Too many password checks in progress; retry shortly.",
-                    BUSY_RETRY_SECS,
-                ));
-            }
-            Err(TrySendError::Disconnected(_)) => return Err(unavailable()),
+            Err(TrySendError::Full(_)) => return Err(Busy::QueueFull),
+            Err(TrySendError::Disconnected(_)) => return Err(Busy::CheckFailed),
         }
-        rx.await.map_err(|_| unavailable())
+        rx.await.map_err(|_| Busy::CheckFailed)
     }
 }
 
-/// The password check of `POST /api/users/tokens/provision/`: takes one of the client's
-/// slots, checks its failure budget again (failures of its checks that finished meanwhile
-/// are counted by now), then runs argon2 on a worker. Keep the slot until the failure, if
-/// any, has been recorded.
-pub async fn check_provision<'a>(
-    state: &'a crate::AppState,
-    client_ip: IpAddr,
-    password: SecretString,
-    phc: String,
-) -> ApiResult<(bool, ClientSlot<'a>)> {
+impl nbtoken_manage::Passwords for Passwords {
+    /// Whether `password` matches the PHC string `phc` (a malformed hash never matches).
+    async fn verify(&self, password: SecretString, phc: String) -> Result<bool, Busy> {
+        self.run(move |memory| verify_with(memory, password.expose().as_bytes(), &phc)).await
+    }
+
+    /// A new argon2id PHC string for `password`.
+    async fn hash(&self, password: SecretString) -> Result<String, Busy> {
+        self.run(move |memory| hash_with(memory, password.expose().as_bytes())).await?.ok_or(Busy::HashFailed)
+    }
+}
+
+/// The client's share of password checks for `POST /api/users/tokens/provision/`: takes one
+/// of its slots, then checks its failure budget again (failures of its checks that finished
+/// meanwhile are counted by now). Keep the slot until the failure, if any, has been recorded.
+pub fn provision_slot(state: &crate::AppState, client_ip: IpAddr) -> ApiResult<ClientSlot<'_>> {
     let slot = state.passwords.client_slot(client_ip)?;
     if let Some(wait) = state.limiter.blocked_for(client_ip, None) {
         return Err(ApiError::too_many_failures(wait));
     }
-    let ok = state.passwords.verify(password, phc).await?;
-    Ok((ok, slot))
-}
-
-fn unavailable() -> ApiError {
-    ApiError::detail(StatusCode::SERVICE_UNAVAILABLE, "Password check failed; try again.")
+    Ok(slot)
 }
 
 /// The argon2 memory `params` need, from `memory` (grown once, then reused); `None` past [`MAX_BLOCKS`].
@@ -241,6 +225,8 @@ fn work(rx: &Mutex<Receiver<Job>>) {
 
 #[cfg(test)]
 mod tests {
+    use nbtoken_manage::Passwords as _;
+
     use super::*;
 
     #[tokio::test]
@@ -270,7 +256,7 @@ mod tests {
             tokio::spawn(async move { p.run(|_| 7).await })
         };
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let refused = p.run(|_| 0).await.err().unwrap();
+        let refused = ApiError::from(nbtoken_manage::Error::Busy(p.run(|_| 0).await.err().unwrap()));
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         release.send(()).unwrap();
         assert!(busy.await.unwrap().unwrap());

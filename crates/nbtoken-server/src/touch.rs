@@ -96,9 +96,11 @@ async fn flush(store: &AppStore, cache: &TokenCache, metrics: &Metrics, batch: &
                 if t.at > existing.at {
                     existing.at = t.at;
                     existing.ip = t.ip;
+                    existing.user_agent = t.user_agent;
                 }
                 if t.rehash.is_some() {
                     existing.rehash = t.rehash;
+                    existing.rehash_from = t.rehash_from;
                 }
             }
             None => {

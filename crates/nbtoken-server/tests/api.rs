@@ -2,8 +2,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[macro_use]
-mod harness;
+use crate::harness;
 
 on_every_backend!(
     failed_attempts_are_rate_limited_per_client,
@@ -150,22 +149,10 @@ async fn token_state_cases(b: Backend) {
     let future = s.create_token(json!({"expires": "2099-01-01T00:00:00Z"})).await;
     check(&s, "GET", TOKENS, Some(&future.bearer()), "200").await;
     // Expiring a token: PATCH its expiry into the past (allowed on existing tokens, as in NetBox).
-    let (st, _) = s
-        .admin(
-            Method::PATCH,
-            &format!("{TOKENS}{}/", future.id),
-            Some(json!({"expires": "2020-01-01T00:00:00Z"})),
-        )
-        .await;
-    assert_eq!(st, 200);
+    s.expire(future.id).await;
     check(&s, "GET", TOKENS, Some(&future.bearer()), "403 Token expired").await;
     let disabled_expired = s.create_token(json!({"enabled": false})).await;
-    s.admin(
-        Method::PATCH,
-        &format!("{TOKENS}{}/", disabled_expired.id),
-        Some(json!({"expires": "2020-01-01T00:00:00Z"})),
-    )
-    .await;
+    s.expire(disabled_expired.id).await;
     check(&s, "GET", TOKENS, Some(&disabled_expired.bearer()), "403 Token disabled").await;
 }
 
@@ -226,7 +213,7 @@ async fn provision_with_good_and_bad_passwords(b: Backend) {
         Some(json!({"username": "alice", "password": "Alice-password-1"})),
     )
     .await;
-    let prov = |body: Value| s.raw(Method::POST, "/api/users/tokens/provision/", None, Some(body), &[]);
+    let prov = |body: Value| s.provision(body);
     let (status, body) =
         prov(json!({"username": "alice", "password": "Alice-password-1", "write_enabled": false})).await;
     assert_eq!(status, 201, "{body}");
@@ -462,13 +449,7 @@ async fn users_see_only_their_own_tokens(b: Backend) {
 
 async fn api_version_header_and_root(b: Backend) {
     let s = Server::start(b).await;
-    let resp = s
-        .client
-        .get(format!("{}/api/", s.base()))
-        .header("authorization", s.admin_bearer())
-        .send()
-        .await
-        .unwrap();
+    let resp = s.admin_response(Method::GET, "/api/").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["api-version"], "4.7");
     let resp = s.client.get(format!("{}/healthz", s.base())).send().await.unwrap();
@@ -495,13 +476,7 @@ async fn status_body_is_netbox_keys_and_the_running_settings(b: Backend) {
         .unwrap();
     })
     .await;
-    let resp = s
-        .client
-        .get(format!("{}/api/status/", s.base()))
-        .header("authorization", s.admin_bearer())
-        .send()
-        .await
-        .unwrap();
+    let resp = s.admin_response(Method::GET, "/api/status/").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/json");
     let v = env!("CARGO_PKG_VERSION");
@@ -585,6 +560,15 @@ async fn v1_policy_warn_announces_deprecation_and_sunset(b: Backend) {
         c.v1_sunset = nbtoken_server::json::parse_timestamp("2027-06-30T00:00:00Z")
     })
     .await;
+    let resp = v1_list(&s).await;
+    assert_eq!(resp.headers()["deprecation"], "@1767225600");
+    assert_eq!(resp.headers()["sunset"], "Wed, 30 Jun 2027 00:00:00 GMT");
+    let resp = s.admin_response(Method::GET, TOKENS).await;
+    assert!(resp.headers().get("deprecation").is_none() && resp.headers().get("sunset").is_none());
+}
+
+/// The token list read with the v1 token: must succeed, with whatever headers the policy adds.
+async fn v1_list(s: &Server) -> reqwest::Response {
     let resp = s
         .client
         .get(format!("{}{TOKENS}", s.base()))
@@ -593,28 +577,12 @@ async fn v1_policy_warn_announces_deprecation_and_sunset(b: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["deprecation"], "@1767225600");
-    assert_eq!(resp.headers()["sunset"], "Wed, 30 Jun 2027 00:00:00 GMT");
-    let resp = s
-        .client
-        .get(format!("{}{TOKENS}", s.base()))
-        .header("authorization", s.admin_bearer())
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.headers().get("deprecation").is_none() && resp.headers().get("sunset").is_none());
+    resp
 }
 
 async fn v1_policy_allow_adds_no_headers(b: Backend) {
     let s = Server::start_with(b, |c| c.v1_policy = nbtoken_core::V1Policy::Allow).await;
-    let resp = s
-        .client
-        .get(format!("{}{TOKENS}", s.base()))
-        .header("authorization", format!("Token {V1_PLAIN}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let resp = v1_list(&s).await;
     assert!(resp.headers().get("deprecation").is_none());
 }
 
@@ -691,7 +659,7 @@ async fn password_guessing_at_provision_is_rate_limited(b: Backend) {
     assert_eq!(st, 429);
     let (st, _) = s.raw(Method::POST, "/api/users/tokens/provision/", None, Some(right.clone()), &xff).await;
     assert_eq!(st, 429, "a blocked client cannot succeed, even with the right password");
-    let (st, _) = s.raw(Method::POST, "/api/users/tokens/provision/", None, Some(right), &[]).await;
+    let (st, _) = s.provision(right).await;
     assert_eq!(st, 201);
 }
 
@@ -724,7 +692,7 @@ async fn provision_answer_has_no_pepper_id(b: Backend) {
     let s = Server::start(b).await;
     let user = json!({"username": "pat", "password": "Pat-password-1"});
     assert_eq!(s.admin(Method::POST, "/api/users/users/", Some(user.clone())).await.0, 201);
-    let (status, body) = s.raw(Method::POST, "/api/users/tokens/provision/", None, Some(user), &[]).await;
+    let (status, body) = s.provision(user).await;
     assert_eq!(status, 201, "{body}");
     assert!(body.get("pepper_id").is_none(), "{body}");
     assert_eq!(body["allowed_ips"], json!([]));

@@ -8,26 +8,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use nbtoken_core::V1Policy;
 use nbtoken_server::limit::LimitConfig;
-use nbtoken_server::service::bootstrap_admin;
-use nbtoken_store::{AnyStore, PgStore};
+use nbtoken_store::{AnyStore, PgStore, Store};
 use tokio::sync::oneshot;
 
 const PEPPER: &str = "test-pepper-0123456789-0123456789-0123456789-0123456789";
 
 fn database_url() -> Option<String> {
-    match std::env::var("NBTOKEN_TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "NBTOKEN_TEST_DATABASE_URL must be set under CI: this test needs PostgreSQL"
-            );
-            eprintln!("skipped: NBTOKEN_TEST_DATABASE_URL not set, cluster-wide budgets need PostgreSQL (run ./test.sh)");
-            None
-        }
-    }
+    nbtoken_testkit::database_url("the cluster-wide failure budgets test")
 }
 
 fn peppers() -> nbtoken_core::PepperRing {
@@ -95,7 +83,8 @@ async fn the_second_instance_sees_the_first_instances_failures() {
     let schema =
         format!("nbtoken_budget_{}", nbtoken_core::TokenKey::generate().unwrap().as_str().to_lowercase());
     let setup = PgStore::connect_with_schema(&url, &schema).await.unwrap();
-    let (_, admin) = bootstrap_admin(&setup, &peppers(), V1Policy::Allow, None, "").await.unwrap();
+    let peppers = peppers();
+    let (_, admin) = crate::harness::ops(&setup, &peppers).bootstrap_admin(None, "").await.unwrap();
     let valid = format!("Bearer {}", admin.token.expose());
     let limits = LimitConfig { per_ip_per_minute: 30, per_key_per_minute: 0 };
     let a = instance(&url, &schema, limits).await;

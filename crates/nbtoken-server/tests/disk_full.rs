@@ -8,56 +8,16 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nbtoken_core::{PepperId, PepperRing, SecretString, V1Policy};
-use nbtoken_server::Config;
-use nbtoken_store::{AnyStore, SqliteStore};
+use crate::harness::Spawned;
+use nbtoken_core::{PepperId, PepperRing, SecretString};
+use nbtoken_store::{AnyStore, SqliteStore, Store};
+use nbtoken_testkit::{fill, Tmpfs};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 const PEPPER: &str = "disk-full-pepper-0123456789-0123456789-0123456789-0123456789";
-
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(std::process::Stdio::null())
-            .status();
-        if status.map(|s| s.success()).unwrap_or(false) {
-            return Some(Tmpfs { dir });
-        }
-        let why = "skipped: cannot mount a tmpfs (needs root and `mount`) (run ./test.sh as root)";
-        assert!(std::env::var_os("CI").is_none(), "{why}");
-        eprintln!("{why}");
-        None
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
-    }
-}
-
-fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).unwrap();
-    for chunk in [64 * 1024, 4096, 512, 1] {
-        let buf = vec![0x5a_u8; chunk];
-        while f.write_all(&buf).and_then(|()| f.flush()).is_ok() {}
-    }
-    path
-}
 
 fn peppers() -> PepperRing {
     PepperRing::new([(PepperId::new(1).unwrap(), SecretString::from(PEPPER))]).unwrap()
@@ -67,33 +27,19 @@ fn peppers() -> PepperRing {
 struct Running {
     base: String,
     store: AnyStore,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    spawned: Spawned,
 }
 
 impl Running {
     async fn start(db: &Path) -> Running {
         let store = AnyStore::from(SqliteStore::open_file(db).await.unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut config = Config::new(addr, peppers());
-        config.announce = false;
-        let (tx, rx) = oneshot::channel::<()>();
-        let served = store.clone();
-        let task = tokio::spawn(async move {
-            nbtoken_server::serve(listener, config, served, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        Running { base: format!("http://{addr}"), store, stop: Some(tx), task }
+        let spawned = Spawned::start(store.clone(), peppers(), |c| c.announce = false).await;
+        Running { base: spawned.base(), store, spawned }
     }
 
     /// Stops serving and closes the database, as a process exit would.
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap();
+    async fn stop(self) {
+        self.spawned.stop().await;
         self.store.close().await;
     }
 }
@@ -114,13 +60,11 @@ async fn healthz(base: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_answers_503_never_loses_an_acknowledged_write_and_recovers() {
-    let Some(fs) = Tmpfs::mount("2m") else { return };
-    let db = fs.dir.path().join("nbtoken.sqlite3");
+    let Some(fs) = Tmpfs::mount("2m", "the server's full-disk test") else { return };
+    let db = fs.path().join("nbtoken.sqlite3");
     let server = Running::start(&db).await;
-    let (_, admin) =
-        nbtoken_server::service::bootstrap_admin(&server.store, &peppers(), V1Policy::Allow, None, "")
-            .await
-            .unwrap();
+    let peppers = peppers();
+    let (_, admin) = crate::harness::ops(&server.store, &peppers).bootstrap_admin(None, "").await.unwrap();
     let admin = format!("Bearer {}", admin.token.expose());
     let tokens = format!("{}/api/users/tokens/", server.base);
     let create = |description: String| {
@@ -137,7 +81,7 @@ async fn disk_full_answers_503_never_loses_an_acknowledged_write_and_recovers() 
         format!("Bearer nbt_{}.{}", victim["key"].as_str().unwrap(), victim["token"].as_str().unwrap());
     assert_eq!(healthz(&server.base).await.0, 200);
 
-    let filler = fill(fs.dir.path());
+    let filler = fill(fs.path());
 
     let mut acked = vec!["victim".to_owned()];
     let mut refused = Vec::new();

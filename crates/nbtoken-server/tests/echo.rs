@@ -6,8 +6,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[macro_use]
-mod harness;
+use crate::harness;
 
 on_every_backend!(error_bodies_never_echo_client_values);
 

@@ -10,8 +10,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[macro_use]
-mod harness;
+use crate::harness;
 
 on_every_backend!(
     a_failed_verification_does_not_warm_the_cache,
@@ -80,10 +79,11 @@ async fn a_wrong_secret_on_a_cached_row_is_confirmed_by_the_store(b: Backend) {
     let (st, _) = s.raw(Method::GET, "/api/status/", Some(&t.bearer()), None, &[]).await;
     assert_eq!(st, 200, "the row is now cached");
     // A new secret written behind the server's back (as the CLI does on SQLite), with no overlap.
-    let (_, rotated) =
-        nbtoken_server::service::rotate_token(&s.store, &harness::peppers(), t.id, time::Duration::ZERO)
-            .await
-            .unwrap();
+    let peppers = harness::peppers();
+    let (_, rotated) = harness::ops(&s.store, &peppers)
+        .rotate_token(&nbtoken_manage::Actor::Operator, t.id, time::Duration::ZERO)
+        .await
+        .unwrap();
     let new = format!("Bearer {}", rotated.token.expose());
     // The cached row says the new secret is wrong; a refusal is only ever given after the store
     // has been read, and the store knows the new secret.

@@ -9,8 +9,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[macro_use]
-mod harness;
+use crate::harness;
 
 on_every_backend!(token_changes_that_must_not_happen, user_changes_that_must_not_happen);
 
@@ -293,15 +292,7 @@ async fn user_changes_that_must_not_happen(b: Backend) {
         }
     }
     // The password did not change either (it is not shown): olive's old one still provisions.
-    let (st, _) =
-        w.s.raw(
-            Method::POST,
-            "/api/users/tokens/provision/",
-            None,
-            Some(json!({"username": "olive", "password": "Olive-Password-123"})),
-            &[],
-        )
-        .await;
+    let (st, _) = w.s.provision(json!({"username": "olive", "password": "Olive-Password-123"})).await;
     assert_eq!(st, 201);
     // Control: a superuser's change is made.
     let before = w.user_state(w.olive_id).await;

@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[macro_use]
-mod harness;
+use crate::harness;
 
 on_every_backend!(
     errors_answered_before_a_handler_are_json_with_a_detail,

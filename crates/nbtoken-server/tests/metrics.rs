@@ -3,9 +3,10 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod harness;
+use crate::harness;
 
 use harness::{Backend, Server, PEPPER, V1_PLAIN};
+use nbtoken_store::Store;
 use reqwest::Method;
 use serde_json::json;
 

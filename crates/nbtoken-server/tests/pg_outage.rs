@@ -14,11 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nbtoken_core::{PepperId, PepperRing, SecretString, V1Policy};
-use nbtoken_server::Config;
-use nbtoken_store::{AnyStore, PgStore};
+use crate::harness::Spawned;
+use nbtoken_core::{PepperId, PepperRing, SecretString};
+use nbtoken_store::{AnyStore, PgStore, Store};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 const PEPPER: &str = "pg-outage-pepper-0123456789-0123456789-0123456789-0123456789";
 
@@ -33,9 +32,7 @@ struct Cluster {
 }
 
 fn skip(why: &str) -> Option<Cluster> {
-    let why = format!("skipped: {why} (run ./test.sh)");
-    assert!(std::env::var_os("CI").is_none(), "{why}");
-    eprintln!("{why}");
+    nbtoken_testkit::skip(why, "the PostgreSQL outage test");
     None
 }
 
@@ -125,22 +122,10 @@ async fn outage_fails_fast_says_since_when_and_recovers() {
     let Some(cluster) = Cluster::start() else { return };
     let store = AnyStore::from(PgStore::connect(&cluster.url()).await.unwrap());
     let peppers = PepperRing::new([(PepperId::new(1).unwrap(), SecretString::from(PEPPER))]).unwrap();
-    let (_, admin) =
-        nbtoken_server::service::bootstrap_admin(&store, &peppers, V1Policy::Allow, None, "").await.unwrap();
+    let (_, admin) = crate::harness::ops(&store, &peppers).bootstrap_admin(None, "").await.unwrap();
     let admin = format!("Bearer {}", admin.token.expose());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut config = Config::new(listener.local_addr().unwrap(), peppers);
-    config.announce = false;
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let served = store.clone();
-    let server = tokio::spawn(async move {
-        nbtoken_server::serve(listener, config, served, async {
-            let _ = stop_rx.await;
-        })
-        .await
-        .unwrap();
-    });
+    let server = Spawned::start(store.clone(), peppers, |c| c.announce = false).await;
+    let base = server.base();
     let client = reqwest::Client::new();
     // Listing tokens always asks the database (the cache only holds single rows).
     let list = format!("{base}/api/users/tokens/");
@@ -198,7 +183,6 @@ async fn outage_fails_fast_says_since_when_and_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(get(&client, format!("{base}/healthz"), "").await.0, 200);
-    let _ = stop_tx.send(());
-    server.await.unwrap();
+    server.stop().await;
     store.close().await;
 }

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod harness;
+use crate::harness;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

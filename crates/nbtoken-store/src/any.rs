@@ -1,13 +1,14 @@
-//! [`AnyStore`]: the backend chosen at run time from a database URL.
+//! [`AnyStore`]: the backend chosen at run time from a database URL and a [`StoreKind`].
 
 use nbtoken_core::{Digest, PepperId, PreviousSecret};
 
 use crate::{
-    NewToken, NewUser, Page, PepperUsage, PgStore, Result, SqliteStore, Store, StoreError, TokenFilter,
-    TokenPatch, TokenRecord, Touch, User, UserFilter, UserPatch,
+    NetBoxOptions, NetBoxStore, NewToken, NewUser, Page, PepperUsage, PgStore, Result, SqliteStore, Store,
+    StoreError, TokenFilter, TokenPatch, TokenRecord, Touch, User, UserFilter, UserPatch,
 };
 
-/// A store of either backend, chosen by [`AnyStore::connect`] from the URL's scheme.
+/// A store of any backend, chosen by [`AnyStore::connect`] from the URL's scheme (and by
+/// [`AnyStore::connect_as`] from a [`StoreKind`]).
 ///
 /// Cloning is cheap and shares the backend's connection pool.
 #[derive(Clone, Debug)]
@@ -16,6 +17,21 @@ pub enum AnyStore {
     Sqlite(SqliteStore),
     /// A PostgreSQL database.
     Postgres(PgStore),
+    /// NetBox's own database (read-only for management).
+    NetBox(NetBoxStore),
+}
+
+/// Whose tables a store serves (`NBTOKEN_STORE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoreKind {
+    /// nbtoken's own schema, on SQLite or PostgreSQL (the default).
+    #[default]
+    Nbtoken,
+    /// NetBox's own tables in NetBox's PostgreSQL database.
+    NetBox {
+        /// Re-hash tokens under the newest pepper in NetBox's rows (`NBTOKEN_REHASH=on`).
+        rehash: bool,
+    },
 }
 
 /// The backend a database URL names.
@@ -51,15 +67,6 @@ fn backend_of(url: &str) -> Result<Backend> {
 }
 
 impl AnyStore {
-    /// A feed of changes made by other instances, where the backend has one
-    /// (PostgreSQL). `Ok(None)` for SQLite: rely on a short cache TTL there.
-    pub async fn listen(&self) -> Result<Option<crate::ChangeListener>> {
-        match self {
-            AnyStore::Sqlite(_) => Ok(None),
-            AnyStore::Postgres(pg) => pg.listen().await.map(Some),
-        }
-    }
-
     /// Connects to the database `url` names and applies its schema.
     ///
     /// `postgres://` and `postgresql://` URLs open a [`PgStore`]; `sqlite:` URLs
@@ -72,56 +79,66 @@ impl AnyStore {
         }
     }
 
-    /// `"sqlite"` or `"postgres"`, for logs, metrics and health output.
-    pub fn backend_name(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgres",
-        }
-    }
-
-    /// Whether the database answers and, on SQLite, can write (a write probe
-    /// run at most every [`crate::health::WRITE_PROBE_INTERVAL`]); on
-    /// PostgreSQL, since when it has been down while the store's circuit
-    /// breaker is open. For `/healthz`: cheap enough for every health request.
-    pub async fn health(&self) -> crate::Health {
-        match self {
-            Self::Sqlite(s) => s.health().await,
-            Self::Postgres(s) => s.health().await,
-        }
-    }
-
-    /// What a server checks before it starts (and before a first-start
-    /// bootstrap): on SQLite, that the file passes `PRAGMA quick_check` and a
-    /// write commits; on PostgreSQL, that a round trip works. Errors say what
-    /// is wrong with which file or server.
-    pub async fn preflight(&self) -> Result<()> {
-        match self {
-            Self::Sqlite(s) => s.preflight().await,
-            Self::Postgres(s) => s.ping().await,
-        }
-    }
-
-    /// Closes every connection; later calls fail with [`StoreError::Unavailable`].
-    pub async fn close(&self) {
-        match self {
-            Self::Sqlite(s) => s.close().await,
-            Self::Postgres(s) => s.close().await,
+    /// Connects to the store of `kind`: as [`AnyStore::connect`] for nbtoken's own schema,
+    /// a [`NetBoxStore`] (which needs a PostgreSQL URL) for NetBox's.
+    pub async fn connect_as(url: &str, kind: StoreKind) -> Result<Self> {
+        match kind {
+            StoreKind::Nbtoken => Self::connect(url).await,
+            StoreKind::NetBox { rehash } => match backend_of(url)? {
+                Backend::Postgres => {
+                    NetBoxStore::connect(url, NetBoxOptions::new().rehash(rehash)).await.map(Self::NetBox)
+                }
+                Backend::Sqlite => Err(StoreError::Config(
+                    "NBTOKEN_STORE=netbox needs the PostgreSQL URL of NetBox's database \
+                     (postgres://…), not an SQLite file"
+                        .to_owned(),
+                )),
+            },
         }
     }
 }
 
-impl From<SqliteStore> for AnyStore {
-    fn from(store: SqliteStore) -> Self {
-        Self::Sqlite(store)
+impl AnyStore {
+    /// Why this store refuses to create, change or delete users and tokens, if it does: a
+    /// [`NetBoxStore`] leaves their management to NetBox ([`crate::netbox::MANAGED_BY_NETBOX`]).
+    pub fn management_refused(&self) -> Option<&'static str> {
+        match self {
+            AnyStore::NetBox(_) => Some(crate::netbox::MANAGED_BY_NETBOX),
+            AnyStore::Sqlite(_) | AnyStore::Postgres(_) => None,
+        }
+    }
+
+    /// Whether the store writes re-hashes: nbtoken's own always, NetBox's only with
+    /// `NBTOKEN_REHASH=on`. A server asks for none otherwise (each would be dropped).
+    pub fn rehashes(&self) -> bool {
+        match self {
+            AnyStore::NetBox(s) => s.rehashes(),
+            AnyStore::Sqlite(_) | AnyStore::Postgres(_) => true,
+        }
+    }
+
+    /// What the store recorded about the uses of these tokens beyond `last_used` (where and by
+    /// what they were last used, v1 use counts): only a [`NetBoxStore`] keeps it, others answer none.
+    pub async fn token_uses(&self, ids: &[i64]) -> Result<Vec<crate::netbox::TokenUse>> {
+        match self {
+            AnyStore::NetBox(s) => s.token_uses(ids).await,
+            AnyStore::Sqlite(_) | AnyStore::Postgres(_) => Ok(Vec::new()),
+        }
     }
 }
 
-impl From<PgStore> for AnyStore {
-    fn from(store: PgStore) -> Self {
-        Self::Postgres(store)
-    }
+/// `From` each backend's store, into the variant that holds it.
+macro_rules! from_backend {
+    ($($variant:ident($store:ty)),* $(,)?) => {$(
+        impl From<$store> for AnyStore {
+            fn from(store: $store) -> Self {
+                Self::$variant(store)
+            }
+        }
+    )*};
 }
+
+from_backend!(Sqlite(SqliteStore), Postgres(PgStore), NetBox(NetBoxStore));
 
 /// Calls the same method on whichever backend `self` holds.
 macro_rules! delegate {
@@ -129,84 +146,56 @@ macro_rules! delegate {
         match $self {
             AnyStore::Sqlite($store) => $call.await,
             AnyStore::Postgres($store) => $call.await,
+            AnyStore::NetBox($store) => $call.await,
         }
     };
 }
 
-impl Store for AnyStore {
-    async fn create_user(&self, user: NewUser) -> Result<User> {
-        delegate!(self, s => s.create_user(user))
-    }
+/// `Store for AnyStore`, every listed (async) method a `delegate!` to the same method of
+/// the backend: the list is the trait's, so a method the trait gains must be added here.
+macro_rules! delegate_store {
+    ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) $(-> $ret:ty)?;)*) => {
+        impl Store for AnyStore {
+            $(
+                async fn $name(&self $(, $arg: $ty)*) $(-> $ret)? {
+                    delegate!(self, s => s.$name($($arg),*))
+                }
+            )*
 
-    async fn user(&self, id: i64) -> Result<Option<User>> {
-        delegate!(self, s => s.user(id))
-    }
+            fn backend_name(&self) -> &'static str {
+                match self {
+                    Self::Sqlite(s) => s.backend_name(),
+                    Self::Postgres(s) => s.backend_name(),
+                    Self::NetBox(s) => s.backend_name(),
+                }
+            }
+        }
+    };
+}
 
-    async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
-        delegate!(self, s => s.user_by_name(username))
-    }
-
-    async fn list_users(&self, filter: &UserFilter, page: Page) -> Result<(u64, Vec<User>)> {
-        delegate!(self, s => s.list_users(filter, page))
-    }
-
-    async fn update_user(&self, id: i64, patch: UserPatch) -> Result<User> {
-        delegate!(self, s => s.update_user(id, patch))
-    }
-
-    async fn delete_user(&self, id: i64) -> Result<()> {
-        delegate!(self, s => s.delete_user(id))
-    }
-
-    async fn create_token(&self, token: NewToken) -> Result<TokenRecord> {
-        delegate!(self, s => s.create_token(token))
-    }
-
-    async fn token(&self, id: i64) -> Result<Option<TokenRecord>> {
-        delegate!(self, s => s.token(id))
-    }
-
-    async fn token_by_key(&self, key: &str) -> Result<Option<TokenRecord>> {
-        delegate!(self, s => s.token_by_key(key))
-    }
-
-    async fn token_by_plaintext(&self, plaintext: &str) -> Result<Option<TokenRecord>> {
-        delegate!(self, s => s.token_by_plaintext(plaintext))
-    }
-
-    async fn list_tokens(&self, filter: &TokenFilter, page: Page) -> Result<(u64, Vec<TokenRecord>)> {
-        delegate!(self, s => s.list_tokens(filter, page))
-    }
-
-    async fn update_token(&self, id: i64, patch: TokenPatch) -> Result<TokenRecord> {
-        delegate!(self, s => s.update_token(id, patch))
-    }
-
-    async fn delete_token(&self, id: i64) -> Result<()> {
-        delegate!(self, s => s.delete_token(id))
-    }
-
-    async fn rotate_token(
-        &self,
-        id: i64,
-        pepper_id: PepperId,
-        digest: Digest,
-        previous: Option<PreviousSecret>,
-    ) -> Result<TokenRecord> {
-        delegate!(self, s => s.rotate_token(id, pepper_id, digest, previous))
-    }
-
-    async fn apply_touches(&self, touches: &[Touch]) -> Result<()> {
-        delegate!(self, s => s.apply_touches(touches))
-    }
-
-    async fn pepper_usage(&self) -> Result<Vec<PepperUsage>> {
-        delegate!(self, s => s.pepper_usage())
-    }
-
-    async fn ping(&self) -> Result<()> {
-        delegate!(self, s => s.ping())
-    }
+delegate_store! {
+    fn create_user(&self, user: NewUser) -> Result<User>;
+    fn user(&self, id: i64) -> Result<Option<User>>;
+    fn user_by_name(&self, username: &str) -> Result<Option<User>>;
+    fn list_users(&self, filter: &UserFilter, page: Page) -> Result<(u64, Vec<User>)>;
+    fn update_user(&self, id: i64, patch: UserPatch) -> Result<User>;
+    fn delete_user(&self, id: i64) -> Result<()>;
+    fn create_token(&self, token: NewToken) -> Result<TokenRecord>;
+    fn token(&self, id: i64) -> Result<Option<TokenRecord>>;
+    fn token_by_key(&self, key: &str) -> Result<Option<TokenRecord>>;
+    fn token_by_plaintext(&self, plaintext: &str) -> Result<Option<TokenRecord>>;
+    fn list_tokens(&self, filter: &TokenFilter, page: Page) -> Result<(u64, Vec<TokenRecord>)>;
+    fn update_token(&self, id: i64, patch: TokenPatch) -> Result<TokenRecord>;
+    fn delete_token(&self, id: i64) -> Result<()>;
+    fn rotate_token(&self, id: i64, pepper_id: PepperId, digest: Digest, previous: Option<PreviousSecret>)
+        -> Result<TokenRecord>;
+    fn apply_touches(&self, touches: &[Touch]) -> Result<()>;
+    fn pepper_usage(&self) -> Result<Vec<PepperUsage>>;
+    fn ping(&self) -> Result<()>;
+    fn health(&self) -> crate::Health;
+    fn preflight(&self) -> Result<()>;
+    fn close(&self);
+    fn changes(&self) -> Result<Option<crate::ChangeListener>>;
 }
 
 #[cfg(test)]

@@ -1,16 +1,28 @@
-//! Change notifications: how one server instance learns that another changed a token or user.
+//! Change notifications: how one server instance learns that another process changed a token or user.
 //!
-//! PostgreSQL triggers (`migrations/postgres/0002_change_notify.sql`) send a
-//! notification for every change that matters to authentication. SQLite has
-//! no such feed across processes; callers rely on their cache TTL there.
+//! On PostgreSQL, triggers (`migrations/postgres/0002_change_notify.sql`) send
+//! a notification for every change that matters to authentication. SQLite has
+//! no notifications across processes: triggers there
+//! (`migrations/sqlite/0004_change_log.sql`) append to a small change log that
+//! the listener polls every [`POLL_INTERVAL`], so a CLI write reaches a
+//! running server's cache within a second on either backend.
 
-use sqlx::postgres::PgListener;
+use std::collections::VecDeque;
+use std::time::Duration;
 
-use crate::postgres::map_listen_err;
-use crate::{PgStore, Result};
+use sqlx::postgres::{PgListener, PgPool};
+use sqlx::sqlite::SqlitePool;
+use sqlx::Row;
+
+use crate::postgres::map_err as pg_err;
+use crate::sqlite::map_err as sqlite_err;
+use crate::Result;
 
 /// The channel the triggers notify on.
 pub const CHANNEL: &str = "nbtoken_changes";
+
+/// How often an SQLite listener reads the change log.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A change worth dropping cached rows for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,46 +37,96 @@ pub enum Change {
 
 /// A subscription to [`Change`]s.
 pub struct ChangeListener {
-    listener: PgListener,
-    schema: String,
+    source: Source,
+}
+
+/// Where changes come from.
+enum Source {
+    /// PostgreSQL notifications for one schema.
+    Notify { listener: PgListener, schema: String },
+    /// SQLite's change log, read after the last row seen.
+    Poll { pool: SqlitePool, last: i64, pending: VecDeque<Change> },
 }
 
 impl std::fmt::Debug for ChangeListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChangeListener").field("schema", &self.schema).finish()
+        match &self.source {
+            Source::Notify { schema, .. } => {
+                f.debug_struct("ChangeListener").field("schema", schema).finish()
+            }
+            Source::Poll { last, .. } => f.debug_struct("ChangeListener").field("after", last).finish(),
+        }
     }
 }
 
 impl ChangeListener {
-    pub(crate) async fn start(store: &PgStore) -> Result<Self> {
-        let mut listener = PgListener::connect_with(store.pool()).await.map_err(map_listen_err)?;
-        listener.listen(CHANNEL).await.map_err(map_listen_err)?;
-        let schema = match store.schema() {
+    /// Listens on a connection of its own from `pool`'s options, for changes in `schema`
+    /// (the connection's current schema when `None`).
+    pub(crate) async fn notified(pool: &PgPool, schema: Option<&str>) -> Result<Self> {
+        let mut listener = PgListener::connect_with(pool).await.map_err(pg_err)?;
+        listener.listen(CHANNEL).await.map_err(pg_err)?;
+        let schema = match schema {
             Some(s) => s.to_owned(),
             None => {
-                let row: (String,) = sqlx::query_as("SELECT current_schema()")
-                    .fetch_one(store.pool())
-                    .await
-                    .map_err(map_listen_err)?;
+                let row: (String,) =
+                    sqlx::query_as("SELECT current_schema()").fetch_one(pool).await.map_err(pg_err)?;
                 row.0
             }
         };
-        Ok(Self { listener, schema })
+        Ok(Self { source: Source::Notify { listener, schema } })
     }
 
-    /// The next change for this store's schema. After a lost connection it
-    /// answers [`Change::Resync`] once and reconnects on the next call; an
-    /// error means the database cannot be reached right now.
+    /// Follows SQLite's change log from its current end.
+    pub(crate) async fn polled(pool: &SqlitePool) -> Result<Self> {
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM nbtoken_changes")
+            .fetch_one(pool)
+            .await
+            .map_err(sqlite_err)?;
+        Ok(Self { source: Source::Poll { pool: pool.clone(), last, pending: VecDeque::new() } })
+    }
+
+    /// The next change for this store. After a lost connection (or, on SQLite,
+    /// changes pruned from the log before they were read) it answers
+    /// [`Change::Resync`] once and carries on; an error means the database
+    /// cannot be reached right now.
     pub async fn recv(&mut self) -> Result<Change> {
-        loop {
-            match self.listener.try_recv().await.map_err(map_listen_err)? {
-                None => return Ok(Change::Resync),
-                Some(n) => {
-                    if let Some(change) = parse(n.payload(), &self.schema) {
-                        return Ok(change);
+        match &mut self.source {
+            Source::Notify { listener, schema } => loop {
+                match listener.try_recv().await.map_err(pg_err)? {
+                    None => return Ok(Change::Resync),
+                    Some(n) => {
+                        if let Some(change) = parse(n.payload(), schema) {
+                            return Ok(change);
+                        }
                     }
                 }
-            }
+            },
+            Source::Poll { pool, last, pending } => loop {
+                if let Some(change) = pending.pop_front() {
+                    return Ok(change);
+                }
+                let rows =
+                    sqlx::query("SELECT seq, kind, row_id FROM nbtoken_changes WHERE seq > $1 ORDER BY seq")
+                        .bind(*last)
+                        .fetch_all(&*pool)
+                        .await
+                        .map_err(sqlite_err)?;
+                if rows.is_empty() {
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                    continue;
+                }
+                for row in &rows {
+                    let seq: i64 = row.try_get("seq").map_err(sqlite_err)?;
+                    // A gap: the rows between were pruned (or never committed); assume the worst.
+                    if seq != *last + 1 {
+                        pending.push_back(Change::Resync);
+                    }
+                    *last = seq;
+                    let kind: String = row.try_get("kind").map_err(sqlite_err)?;
+                    let id: i64 = row.try_get("row_id").map_err(sqlite_err)?;
+                    pending.push_back(if kind == "user" { Change::User(id) } else { Change::Token(id) });
+                }
+            },
         }
     }
 }

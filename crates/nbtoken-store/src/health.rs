@@ -117,7 +117,7 @@ impl Breaker {
         let result = tokio::select! {
             result = op => result,
             () = gone => {
-                let since = self.down_since().unwrap_or_else(crate::row::now);
+                let since = self.down_since().unwrap_or_else(crate::sql::record::now);
                 return Err(self.fail_fast(since));
             }
         };
@@ -149,7 +149,7 @@ impl Breaker {
         {
             let mut since = self.down_since.lock().unwrap_or_else(PoisonError::into_inner);
             if since.is_none() {
-                *since = Some(crate::row::now());
+                *since = Some(crate::sql::record::now());
             }
         }
         self.open.store(true, Ordering::Release);
@@ -240,7 +240,7 @@ impl ProbeState {
         if ok {
             self.failing_since = None;
         } else {
-            self.failing_since.get_or_insert_with(crate::row::now);
+            self.failing_since.get_or_insert_with(crate::sql::record::now);
         }
     }
 }

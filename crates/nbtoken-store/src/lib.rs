@@ -5,9 +5,13 @@
 //! without a plaintext is reported as [`StoreError::Corrupt`], never passed on.
 //! A v2 secret never reaches this crate: only its digest does.
 //!
-//! Backends: [`SqliteStore`] (embedded default), [`PgStore`] (several server
-//! instances on one database), and [`AnyStore`], which picks one of them
-//! from a database URL at run time.
+//! Backends: [`SqliteStore`] (embedded default) and [`PgStore`] (several
+//! server instances on one database) are one [`SqlStore`] over two dialects
+//! (see [`sql`] for the seam); [`NetBoxStore`] reads NetBox's own tables
+//! through the PostgreSQL one and leaves their management to NetBox; and
+//! [`AnyStore`] picks one of them from a database URL and a [`StoreKind`] at
+//! run time. A server needs nothing beyond the [`Store`]
+//! trait: health, preflight, closing and the change feed are on it too.
 
 #![forbid(unsafe_code)]
 
@@ -18,17 +22,15 @@ use std::net::IpAddr;
 use nbtoken_core::{AllowedIps, Digest, PepperId, PreviousSecret, StoredCredential, StoredToken};
 use time::OffsetDateTime;
 
-/// Builds the `SET` list of an UPDATE from a patch: `column = value` for each value that
-/// is `Some` (a `cast` such as `::inet[]` follows the bind), and evaluates to how many
-/// columns were set. Every backend's `update_*` uses it, so a new patch field is one line.
-macro_rules! set_columns {
-    ($set:expr; $($column:literal => $value:expr $(, cast $cast:literal)?;)*) => {{
-        let mut changes = 0_usize;
-        $(if let Some(v) = $value {
-            $set.push(concat!($column, " = ")).push_bind_unseparated(v)$(.push_unseparated($cast))?;
-            changes += 1;
-        })*
-        changes
+/// Runs a sqlx query method (`query.fetch_all`) inside the transaction if there is one, else on
+/// the pool: how each dialect runs the statements [`sql::SqlStore`] builds.
+macro_rules! on_tx_or_pool {
+    ($tx:expr, $pool:expr, $query:ident ( $($arg:expr),* ) ? . $method:ident) => {{
+        let query = $query($($arg),*)?;
+        match $tx {
+            Some(tx) => query.$method(&mut **tx).await,
+            None => query.$method($pool).await,
+        }
     }};
 }
 
@@ -36,15 +38,18 @@ mod any;
 pub mod budget;
 pub mod changes;
 pub mod health;
+pub mod netbox;
 pub mod postgres;
-mod row;
+pub mod sql;
 pub mod sqlite;
 
-pub use any::AnyStore;
+pub use any::{AnyStore, StoreKind};
 pub use budget::{FailureCounts, FailureEstimate};
 pub use changes::{Change, ChangeListener};
 pub use health::Health;
+pub use netbox::{NetBoxOptions, NetBoxStore};
 pub use postgres::{PgOptions, PgStore};
+pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
 
 /// Errors from a store. Messages never contain secret material.
@@ -66,6 +71,9 @@ pub enum StoreError {
     Config(String),
     /// Any other database error (its text, which never holds secrets).
     Database(String),
+    /// The store does not do this write: the text says why and what to use instead
+    /// (on a NetBox database, token and user management stays NetBox's).
+    ReadOnly(&'static str),
 }
 
 impl fmt::Display for StoreError {
@@ -78,6 +86,7 @@ impl fmt::Display for StoreError {
             StoreError::Corrupt(e) => write!(f, "the database is corrupt: {e}"),
             StoreError::Config(e) => write!(f, "database configuration: {e}"),
             StoreError::Database(e) => write!(f, "database error: {e}"),
+            StoreError::ReadOnly(why) => f.write_str(why),
         }
     }
 }
@@ -274,7 +283,7 @@ impl From<&TokenRecord> for nbtoken_core::migrate::TokenInfo {
             last_used_ip: r.last_used_ip,
             enabled: t.enabled,
             write_enabled: t.write_enabled,
-            allowed_ips: t.allowed_ips.nets().to_vec(),
+            allowed_ips: t.allowed_ips.clone(),
             pepper_id,
         }
     }
@@ -351,6 +360,19 @@ pub struct Touch {
     pub ip: Option<IpAddr>,
     /// A digest under a newer pepper to store instead of the old one.
     pub rehash: Option<(PepperId, Digest)>,
+    /// The digest the re-hash replaces, as the request read it. A store that guards
+    /// re-hashes ([`NetBoxStore`]) writes one only while the row still holds this digest,
+    /// so a change made meanwhile by another program is never overwritten.
+    pub rehash_from: Option<Digest>,
+    /// The client's `User-Agent`, kept where the store records who used a token.
+    pub user_agent: Option<String>,
+}
+
+impl Touch {
+    /// A use of `token_id` at `at` and nothing more: no address, no re-hash, no `User-Agent`.
+    pub fn at(token_id: i64, at: OffsetDateTime) -> Touch {
+        Touch { token_id, at, ip: None, rehash: None, rehash_from: None, user_agent: None }
+    }
 }
 
 /// How many v2 tokens depend on one pepper.
@@ -423,6 +445,26 @@ pub trait Store: Send + Sync + 'static {
     fn pepper_usage(&self) -> impl Future<Output = Result<Vec<PepperUsage>>> + Send;
     /// Cheap round trip, for health checks.
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// `"sqlite"`, `"postgres"` or `"netbox"`, for logs, metrics and health output.
+    fn backend_name(&self) -> &'static str;
+    /// Whether the database answers and, on SQLite, can write (a write probe
+    /// run at most every [`health::WRITE_PROBE_INTERVAL`]); on PostgreSQL,
+    /// since when it has been down while the store's circuit breaker is open.
+    /// For `/healthz`: cheap enough for every health request.
+    fn health(&self) -> impl Future<Output = Health> + Send;
+    /// What a server checks before it starts (and before a first-start
+    /// bootstrap): on SQLite, that the file passes `PRAGMA quick_check` and a
+    /// write commits; on PostgreSQL, that a round trip works. Errors say what
+    /// is wrong with which file or server.
+    fn preflight(&self) -> impl Future<Output = Result<()>> + Send;
+    /// Closes every connection; later calls fail with [`StoreError::Unavailable`].
+    fn close(&self) -> impl Future<Output = ()> + Send;
+    /// A feed of the changes any process (another instance, the CLI, a
+    /// hand-written statement) makes to tokens and users: PostgreSQL's
+    /// notifications, SQLite's polled change log. `Ok(None)` from a backend
+    /// without one: rely on a short cache TTL there.
+    fn changes(&self) -> impl Future<Output = Result<Option<ChangeListener>>> + Send;
 }
 
 #[cfg(test)]

@@ -9,82 +9,21 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
 use std::time::Duration;
 
-use nbtoken_core::{AllowedIps, PepperId, PepperRing, Secret, SecretString, StoredCredential, TokenKey};
-use nbtoken_store::{NewToken, NewUser, Page, SqliteStore, Store, StoreError, TokenFilter, TokenPatch};
+use nbtoken_store::{NewToken, Page, SqliteStore, Store, StoreError, TokenFilter, TokenPatch};
+use nbtoken_testkit::{damage_last_page, fill, Tmpfs};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
-/// A tmpfs of a given size mounted on a fresh temporary directory, unmounted on drop.
-pub struct Tmpfs {
-    dir: tempfile::TempDir,
-}
+use crate::suite;
 
-impl Tmpfs {
-    /// Mounts one, or says why not and returns `None` (panics under `CI`).
-    pub fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(std::process::Stdio::null())
-            .status();
-        if status.map(|s| s.success()).unwrap_or(false) {
-            return Some(Tmpfs { dir });
-        }
-        let why = "skipped: cannot mount a tmpfs (needs root and `mount`) (run ./test.sh as root)";
-        assert!(std::env::var_os("CI").is_none(), "{why}");
-        eprintln!("{why}");
-        None
-    }
-
-    /// Where it is mounted.
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
-    }
-}
-
-/// Writes a file in `dir` until the file system is full; returns its path.
-pub fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).unwrap();
-    for chunk in [64 * 1024, 4096, 512, 1] {
-        let buf = vec![0x5a_u8; chunk];
-        while f.write_all(&buf).and_then(|()| f.flush()).is_ok() {}
-    }
-    path
-}
-
+/// A new v2 token of `user_id` described as `description`.
 fn v2_token(user_id: i64, description: String) -> NewToken {
-    let id = PepperId::new(1).unwrap();
-    let ring = PepperRing::new([(id, SecretString::new("p".repeat(60)))]).unwrap();
-    let secret = Secret::generate().unwrap();
-    let (pepper_id, digest) = ring.hash_new(secret.expose()).unwrap();
-    NewToken {
-        user_id,
-        credential: StoredCredential::V2 {
-            key: TokenKey::generate().unwrap(),
-            pepper_id,
-            digest,
-            previous: None,
-        },
-        description,
-        expires: None,
-        enabled: true,
-        write_enabled: true,
-        allowed_ips: AllowedIps::default(),
-    }
+    NewToken { description, ..suite::v2_token(user_id, 1).0 }
 }
 
 /// Every token description in the store.
@@ -113,13 +52,10 @@ async fn outside_writer_gets_the_lock(path: &Path) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_never_acknowledges_a_lost_write_and_recovers_by_itself() {
-    let Some(fs) = Tmpfs::mount("2m") else { return };
+    let Some(fs) = Tmpfs::mount("2m", "the full-disk SQLite test") else { return };
     let path = fs.path().join("nbtoken.sqlite3");
     let store = SqliteStore::open_file(&path).await.unwrap();
-    let user = store
-        .create_user(NewUser { username: "ann".into(), is_active: true, ..Default::default() })
-        .await
-        .unwrap();
+    let user = store.create_user(suite::new_user("ann")).await.unwrap();
     let victim = store.create_token(v2_token(user.id, "victim".into())).await.unwrap();
     let filler = fill(fs.path());
 
@@ -205,10 +141,7 @@ async fn a_new_database_file_is_private_wherever_it_is() {
         SqliteStore::connect(&format!("sqlite://{}?mode=rwc", rwc.display())).await.unwrap(),
     ];
     for (store, path) in stores.iter().zip([&bare, &plain, &rwc]) {
-        store
-            .create_user(NewUser { username: "ann".into(), is_active: true, ..Default::default() })
-            .await
-            .unwrap();
+        store.create_user(suite::new_user("ann")).await.unwrap();
         for suffix in ["", "-wal", "-shm"] {
             let mut name = path.clone().into_os_string();
             name.push(suffix);
@@ -240,10 +173,7 @@ async fn a_damaged_page_refuses_preflight_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nbtoken.sqlite3");
     let store = SqliteStore::open_file(&path).await.unwrap();
-    let user = store
-        .create_user(NewUser { username: "ann".into(), is_active: true, ..Default::default() })
-        .await
-        .unwrap();
+    let user = store.create_user(suite::new_user("ann")).await.unwrap();
     for i in 0..200 {
         store.create_token(v2_token(user.id, format!("token {i} {}", "d".repeat(150)))).await.unwrap();
     }
@@ -252,12 +182,7 @@ async fn a_damaged_page_refuses_preflight_naming_the_file() {
     store.close().await;
 
     // Overwrite the last page (a leaf of tokens or of an index) with garbage.
-    let mut bytes = std::fs::read(&path).unwrap();
-    let pages = bytes.len() / 4096;
-    assert!(pages > 10, "{pages} pages");
-    let last = (pages - 1) * 4096;
-    bytes[last..last + 4096].fill(0xff);
-    std::fs::write(&path, &bytes).unwrap();
+    damage_last_page(&path, 10);
 
     let err = match SqliteStore::open_file(&path).await {
         Err(e) => e,
@@ -273,13 +198,10 @@ async fn a_damaged_page_refuses_preflight_naming_the_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_database_refuses_preflight_and_reports_it_cannot_write() {
-    let Some(fs) = Tmpfs::mount("4m") else { return };
+    let Some(fs) = Tmpfs::mount("4m", "the SQLite file-system test") else { return };
     let path = fs.path().join("nbtoken.sqlite3");
     let store = SqliteStore::open_file(&path).await.unwrap();
-    store
-        .create_user(NewUser { username: "ann".into(), is_active: true, ..Default::default() })
-        .await
-        .unwrap();
+    store.create_user(suite::new_user("ann")).await.unwrap();
     store.close().await;
     // Root ignores file modes: see the same files through a read-only bind mount.
     let view = tempfile::tempdir().unwrap();

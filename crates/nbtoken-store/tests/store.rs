@@ -4,7 +4,8 @@
 //! store plus the two things only the backend can do (run raw SQL, show the
 //! bytes it keeps). Each backend module below mounts every test with `mount!`:
 //! SQLite here, PostgreSQL in `store/postgres.rs` (when `NBTOKEN_TEST_DATABASE_URL`
-//! names a server).
+//! names a server). `store/netbox.rs` tests the read-only store on a copy of a
+//! real NetBox database.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,18 +14,21 @@ mod suite;
 
 use std::path::PathBuf;
 
-use nbtoken_store::{SqliteStore, Store};
+use nbtoken_store::sql::Dialect;
+use nbtoken_store::{SqlStore, SqliteStore, Store};
 
 /// What the suite needs from a backend beyond the [`Store`] trait.
 // Only this test binary implements it, so `Send` bounds on the futures are not needed.
 #[allow(async_fn_in_trait)]
 pub trait Backend {
-    /// The store under test.
-    type S: Store;
+    /// The database of the store under test.
+    type D: Dialect;
     /// The store.
-    fn store(&self) -> &Self::S;
+    fn store(&self) -> &SqlStore<Self::D>;
     /// Runs one raw SQL statement (portable SQL only), returning rows affected or the database's message.
-    async fn exec(&self, sql: &str) -> Result<u64, String>;
+    async fn exec(&self, sql: &str) -> Result<u64, String> {
+        self.store().execute_sql(sql).await.map_err(|e| e.to_string())
+    }
     /// Every byte the backend keeps rows in, labelled, as raw as possible.
     async fn stored_bytes(&self) -> Vec<(String, Vec<u8>)>;
 }
@@ -101,18 +105,10 @@ mod sqlite {
     }
 
     impl Backend for SqliteBackend {
-        type S = SqliteStore;
+        type D = nbtoken_store::sqlite::Sqlite;
 
         fn store(&self) -> &SqliteStore {
             &self.store
-        }
-
-        async fn exec(&self, sql: &str) -> Result<u64, String> {
-            sqlx::query(sql)
-                .execute(self.store.pool())
-                .await
-                .map(|r| r.rows_affected())
-                .map_err(|e| e.to_string())
         }
 
         /// The main file and the write-ahead log as they are, then the main
@@ -201,6 +197,67 @@ mod sqlite {
             assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
         }
 
+        async fn next(l: &mut nbtoken_store::ChangeListener) -> nbtoken_store::Change {
+            tokio::time::timeout(Duration::from_secs(1), l.recv())
+                .await
+                .expect("no change within 1 s")
+                .unwrap()
+        }
+
+        /// Another process's change (a CLI write) reaches a listener within a second, as on
+        /// PostgreSQL; `last_used` (and `last_used_ip`) writes and `last_login` do not.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn changes_from_another_process_arrive_within_a_second() {
+            use nbtoken_store::{Change, TokenPatch, UserPatch};
+            let b = SqliteBackend::new().await;
+            let user = b.store.create_user(new_user("watched")).await.unwrap();
+            let t = b.store.create_token(v2_token(user.id, 1).0).await.unwrap();
+            let mut listener = b.store.changes().await.unwrap().expect("SQLite has a change feed");
+            // A second store on the same file stands for the CLI.
+            let other = SqliteStore::open_file(&b.path).await.unwrap();
+            let touch = Touch::at(t.token.id, OffsetDateTime::now_utc());
+            other.apply_touches(&[touch]).await.unwrap();
+            other
+                .update_user(
+                    user.id,
+                    UserPatch { last_login: Some(OffsetDateTime::now_utc()), ..Default::default() },
+                )
+                .await
+                .unwrap();
+            other
+                .update_token(t.token.id, TokenPatch { enabled: Some(false), ..Default::default() })
+                .await
+                .unwrap();
+            // The touch and the login came first, but only the disable is announced.
+            assert_eq!(next(&mut listener).await, Change::Token(t.token.id));
+            other
+                .update_user(user.id, UserPatch { is_superuser: Some(true), ..Default::default() })
+                .await
+                .unwrap();
+            assert_eq!(next(&mut listener).await, Change::User(user.id));
+            other.delete_token(t.token.id).await.unwrap();
+            assert_eq!(next(&mut listener).await, Change::Token(t.token.id));
+            other.delete_user(user.id).await.unwrap();
+            assert_eq!(next(&mut listener).await, Change::User(user.id));
+            assert!(
+                tokio::time::timeout(Duration::from_millis(700), listener.recv()).await.is_err(),
+                "one change too many"
+            );
+
+            // More changes than the log keeps between two reads: the listener says it lost track.
+            b.exec(
+                "INSERT INTO nbtoken_changes (kind, row_id) \
+                 WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 1100) \
+                 SELECT 'token', x FROM n",
+            )
+            .await
+            .unwrap();
+            assert_eq!(next(&mut listener).await, Change::Resync);
+            let (kept,) = (b.exec("DELETE FROM nbtoken_changes").await.unwrap(),);
+            assert_eq!(kept, 1000, "the log keeps the latest 1000 changes");
+            other.close().await;
+        }
+
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_writers_wait_instead_of_failing() {
             let b = SqliteBackend::new().await;
@@ -214,12 +271,7 @@ mod sqlite {
                         let (token, _) = v2_token(user.id, 1);
                         let rec = store.create_token(token).await.unwrap();
                         store
-                            .apply_touches(&[Touch {
-                                token_id: rec.token.id,
-                                at: OffsetDateTime::now_utc(),
-                                ip: None,
-                                rehash: None,
-                            }])
+                            .apply_touches(&[Touch::at(rec.token.id, OffsetDateTime::now_utc())])
                             .await
                             .unwrap();
                         ids.push(rec.token.id);
@@ -244,3 +296,11 @@ mod sqlite {
 // After the macros, which it uses.
 #[path = "store/postgres.rs"]
 mod postgres;
+
+/// NetBox's own database (`NBTOKEN_TEST_NETBOX`): not the suite, which manages its own rows.
+#[path = "store/netbox.rs"]
+mod netbox;
+
+/// Damaged, full and read-only SQLite files (not part of the per-backend suite).
+#[path = "sqlite_files.rs"]
+mod sqlite_files;

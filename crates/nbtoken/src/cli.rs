@@ -31,6 +31,10 @@ pub struct Global {
     /// Configuration file (TOML).
     #[arg(long, global = true, env = "NBTOKEN_CONFIG")]
     pub config: Option<PathBuf>,
+    /// How log lines are written: `NBTOKEN_LOG_FORMAT`, read once by `main` before logging
+    /// starts (every command logs, and a bad value must stop them all), then kept here.
+    #[arg(skip)]
+    pub log_format: crate::settings::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -55,6 +59,10 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Find NetBox tokens and v1 `Token` headers in files; exit 1 on findings.
     Scan(ScanArgs),
+    /// Serve beside NetBox (NBTOKEN_STORE=netbox): show, install or remove what nbtoken adds to
+    /// NetBox's database (the `nbtoken` schema, optional change triggers).
+    #[command(subcommand)]
+    Netbox(NetboxCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         /// The shell.
@@ -76,6 +84,23 @@ pub struct Remote {
     /// Token for the remote API (v2 `nbt_…` or v1); prefer the environment variable.
     #[arg(long, env = "NBTOKEN_REMOTE_TOKEN", hide_env_values = true, value_parser = secret_arg)]
     pub token: Option<SecretString>,
+}
+
+/// `nbtoken netbox …`, on the database NBTOKEN_DATABASE_URL names (NetBox's own, 4.5 or later).
+#[derive(Subcommand, Debug)]
+pub enum NetboxCommand {
+    /// Show whether the `nbtoken` schema and the change triggers are installed, and NetBox's
+    /// tokens by version and pepper.
+    Status,
+    /// Add NOTIFY triggers on users_token and users_user (functions in the `nbtoken` schema), so a
+    /// token or user changed in NetBox reaches every nbtoken instance within a second instead of
+    /// the cache TTL. Running it again replaces them.
+    InstallTriggers,
+    /// Remove the change triggers; the cache TTL then bounds how stale a row can be.
+    UninstallTriggers,
+    /// Remove everything nbtoken added to NetBox's database: the triggers and the `nbtoken`
+    /// schema (use records and failure budgets). NetBox's own tables are left as they are.
+    Uninstall,
 }
 
 #[derive(Subcommand, Debug)]
@@ -211,6 +236,11 @@ pub enum UserCommand {
     },
     /// Enable a disabled user.
     Enable {
+        /// Username.
+        name: String,
+    },
+    /// Delete a user and every token of theirs.
+    Delete {
         /// Username.
         name: String,
     },

@@ -22,7 +22,7 @@ mod settings;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let mut args = cli::Cli::parse();
     // Generated from the clap definition itself, so they cannot drift from the flags.
     match &args.command {
         cli::Command::Completions { shell } => return print_completions(*shell),
@@ -34,8 +34,17 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NBTOKEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // NBTOKEN_LOG_FORMAT=json: one JSON object per line, spans (and so request ids) included.
-    match settings::log_format() {
-        Ok(settings::LogFormat::Text) => {
+    let log_format = match settings::log_format() {
+        Ok(format) => format,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Read once: `serve` learns from it whether to announce its address as plain text.
+    args.global.log_format = log_format;
+    match log_format {
+        settings::LogFormat::Text => {
             // Colours only for a terminal: redirected logs stay free of escape codes.
             tracing_subscriber::fmt()
                 .with_env_filter(filter)
@@ -43,12 +52,8 @@ fn main() -> ExitCode {
                 .with_writer(std::io::stderr)
                 .init()
         }
-        Ok(settings::LogFormat::Json) => {
+        settings::LogFormat::Json => {
             tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init()
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
         }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

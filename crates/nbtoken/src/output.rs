@@ -9,7 +9,7 @@ use std::fmt;
 use std::io::Write;
 
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
-use nbtoken_server::json::timestamp;
+use nbtoken_manage::json::timestamp;
 use nbtoken_store::{TokenRecord, User};
 use serde_json::Value;
 

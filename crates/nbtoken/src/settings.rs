@@ -34,6 +34,8 @@ struct FileConfig {
     metrics_token_keys: Option<bool>,
     access_log: Option<String>,
     max_connections_per_ip: Option<usize>,
+    store: Option<String>,
+    rehash: Option<String>,
     #[serde(default)]
     peppers: BTreeMap<String, String>,
 }
@@ -53,6 +55,8 @@ pub enum PepperSource {
 pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: String,
+    /// Whose tables the database holds (`NBTOKEN_STORE`), with `NBTOKEN_REHASH` for NetBox's.
+    pub store: nbtoken_store::StoreKind,
     pub bind: SocketAddr,
     /// Whether the listen address was given (flag, `NBTOKEN_BIND` or config file) rather than the default.
     pub bind_configured: bool,
@@ -62,12 +66,14 @@ pub struct Settings {
     pub limits: nbtoken_server::limit::LimitConfig,
     pub trusted_proxies: Vec<IpNet>,
     pub client_ip_header: nbtoken_server::client_ip::ClientIpHeader,
-    pub public_url: Option<nbtoken_server::json::BaseUrl>,
+    pub public_url: Option<nbtoken_manage::json::BaseUrl>,
     pub metrics_token_keys: bool,
     pub access_log: nbtoken_server::observe::AccessLog,
     pub max_connections_per_ip: usize,
     pub peppers: PepperRing,
     pub pepper_source: PepperSource,
+    /// The log format `main` read (see [`Global::log_format`]).
+    pub log_format: LogFormat,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -91,6 +97,11 @@ impl Settings {
             Some(url) => url,
             None => format!("sqlite://{}", data_dir.join("nbtoken.sqlite3").display()),
         };
+        let store = store_kind(
+            env("NBTOKEN_STORE").or(file.store),
+            env("NBTOKEN_REHASH").or(file.rehash),
+            &database_url,
+        )?;
         // `serve --bind` reads NBTOKEN_BIND through clap; other commands read it here, so the
         // URLs they print name the address the server really listens on.
         let bind_given = bind_flag.map(str::to_owned).or_else(|| env("NBTOKEN_BIND")).or(file.bind);
@@ -99,9 +110,12 @@ impl Settings {
         let bind: SocketAddr = bind_text
             .parse()
             .with_context(|| format!("invalid bind address {bind_text:?} (expected IP:PORT)"))?;
-        let v1_text = env("NBTOKEN_V1").or(file.v1_policy).unwrap_or_else(|| "warn".to_owned());
-        let v1_policy: V1Policy =
-            v1_text.parse().map_err(anyhow::Error::msg).context("NBTOKEN_V1 / v1_policy")?;
+        // Unset values take the server's defaults, so that each default has one home.
+        let defaults = nbtoken_server::Config::new(bind, PepperRing::empty());
+        let v1_policy = match env("NBTOKEN_V1").or(file.v1_policy) {
+            None => defaults.v1_policy,
+            Some(v) => v.parse().map_err(anyhow::Error::msg).context("NBTOKEN_V1 / v1_policy")?,
+        };
         let v1_sunset = match env("NBTOKEN_V1_SUNSET").or(file.v1_sunset) {
             None => None,
             Some(s) => Some(parse_date(&s).with_context(|| {
@@ -111,12 +125,11 @@ impl Settings {
             })?),
         };
         let cache_ttl = match env("NBTOKEN_CACHE_TTL").or(file.cache_ttl) {
-            None => std::time::Duration::from_secs(5),
+            None => defaults.cache_ttl,
             Some(s) if s.trim() == "0" => std::time::Duration::ZERO,
             Some(s) => humantime::parse_duration(s.trim())
                 .with_context(|| format!("invalid NBTOKEN_CACHE_TTL / cache_ttl {s:?}: use e.g. 5s or 0"))?,
         };
-        let defaults = nbtoken_server::limit::LimitConfig::default();
         let per_minute = |var: &str, file: Option<u32>, default: u32| -> Result<u32> {
             match env(var) {
                 Some(v) => v.trim().parse().with_context(|| {
@@ -129,12 +142,12 @@ impl Settings {
             per_ip_per_minute: per_minute(
                 "NBTOKEN_FAILURE_LIMIT_PER_IP",
                 file.failure_limit_per_ip,
-                defaults.per_ip_per_minute,
+                defaults.limits.per_ip_per_minute,
             )?,
             per_key_per_minute: per_minute(
                 "NBTOKEN_FAILURE_LIMIT_PER_KEY",
                 file.failure_limit_per_key,
-                defaults.per_key_per_minute,
+                defaults.limits.per_key_per_minute,
             )?,
         };
         let proxies: Vec<String> = match env("NBTOKEN_TRUSTED_PROXIES") {
@@ -150,14 +163,14 @@ impl Settings {
             })
             .collect::<Result<Vec<_>>>()?;
         let client_ip_header = match env("NBTOKEN_CLIENT_IP_HEADER").or(file.client_ip_header) {
-            None => nbtoken_server::client_ip::ClientIpHeader::default(),
+            None => defaults.client_ip_header,
             Some(v) => nbtoken_server::client_ip::ClientIpHeader::parse(&v)
                 .map_err(|e| anyhow::anyhow!("invalid NBTOKEN_CLIENT_IP_HEADER / client_ip_header: {e}"))?,
         };
         let public_url = match env("NBTOKEN_PUBLIC_URL").or(file.public_url) {
             None => None,
             Some(v) => Some(
-                nbtoken_server::json::BaseUrl::parse_public(&v)
+                nbtoken_manage::json::BaseUrl::parse_public(&v)
                     .map_err(|e| anyhow::anyhow!("invalid NBTOKEN_PUBLIC_URL / public_url {v:?}: {e}"))?,
             ),
         };
@@ -165,10 +178,10 @@ impl Settings {
             Some(v) => parse_flag(&v).with_context(|| {
                 format!("invalid NBTOKEN_METRICS_TOKEN_KEYS {v:?}: use 1 or 0 (true or false)")
             })?,
-            None => file.metrics_token_keys.unwrap_or(false),
+            None => file.metrics_token_keys.unwrap_or(defaults.metrics_token_keys),
         };
         let access_log = match env("NBTOKEN_ACCESS_LOG").or(file.access_log) {
-            None => nbtoken_server::observe::AccessLog::Off,
+            None => defaults.access_log,
             Some(v) => nbtoken_server::observe::AccessLog::parse(&v)
                 .map_err(|e| anyhow::anyhow!("invalid NBTOKEN_ACCESS_LOG / access_log {v:?}: {e}"))?,
         };
@@ -176,7 +189,7 @@ impl Settings {
             Some(v) => v.trim().parse().with_context(|| {
                 format!("invalid NBTOKEN_MAX_CONNECTIONS_PER_IP {v:?}: a number of connections (0: no cap)")
             })?,
-            None => file.max_connections_per_ip.unwrap_or(nbtoken_server::DEFAULT_MAX_CONNECTIONS_PER_IP),
+            None => file.max_connections_per_ip.unwrap_or(defaults.max_connections_per_ip),
         };
 
         let mut entries: BTreeMap<PepperId, SecretString> = BTreeMap::new();
@@ -205,6 +218,7 @@ impl Settings {
         Ok(Self {
             data_dir,
             database_url,
+            store,
             bind,
             bind_configured,
             v1_policy,
@@ -219,6 +233,7 @@ impl Settings {
             max_connections_per_ip,
             peppers,
             pepper_source,
+            log_format: global.log_format,
         })
     }
 
@@ -236,7 +251,7 @@ impl Settings {
         c.access_log = self.access_log;
         c.max_connections_per_ip = self.max_connections_per_ip;
         // Under JSON logs every line on stderr must be JSON.
-        c.announce = !matches!(log_format(), Ok(LogFormat::Json));
+        c.announce = self.log_format != LogFormat::Json;
         c
     }
 
@@ -262,9 +277,10 @@ impl Settings {
 }
 
 /// How log lines are written to stderr.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
     /// Human-readable lines (the default).
+    #[default]
     Text,
     /// One JSON object per line (`NBTOKEN_LOG_FORMAT=json`).
     Json,
@@ -290,7 +306,7 @@ fn parse_flag(s: &str) -> Result<bool> {
 
 /// A date (`2027-06-30`, midnight UTC) or an RFC 3339 time.
 fn parse_date(s: &str) -> Result<time::OffsetDateTime> {
-    if let Some(t) = nbtoken_server::json::parse_timestamp(s) {
+    if let Some(t) = nbtoken_manage::json::parse_timestamp(s) {
         return Ok(t);
     }
     let s = s.trim();
@@ -342,9 +358,9 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes a new file readable only by its owner; refuses to overwrite.
-pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
-    use std::io::Write;
+/// Creates a new file readable only by its owner; refuses an existing one. Every
+/// owner-only file nbtoken writes (peppers, the first admin token, new secrets) starts here.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -352,27 +368,162 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    opts.open(path)
+}
+
+/// Writes a new file readable only by its owner; refuses to overwrite.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = create_private(path).with_context(|| format!("cannot create {}", path.display()))?;
     f.write_all(contents).with_context(|| format!("cannot write {}", path.display()))?;
     f.sync_all().ok();
     Ok(())
 }
 
-/// Refuses an empty password or one with surrounding whitespace from a pipe's newline.
+/// A new owner-only file holding a JSON array of secrets, valid JSON after every entry:
+/// each entry is on disk (synced) before [`SecretsFile::push`] returns, and a failed
+/// write is cut off again so that the entries already there stay readable.
+pub struct SecretsFile {
+    file: std::fs::File,
+    path: PathBuf,
+    /// Where the closing `]` starts.
+    end: u64,
+    count: usize,
+}
+
+impl SecretsFile {
+    /// Creates the file after checking its directory. Every error says that nothing was
+    /// created: the caller opens this before it creates any secret.
+    pub fn create(path: &Path) -> Result<Self> {
+        use std::io::Write;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            bail!("the directory of --secrets-file, {}, does not exist; nothing was created", dir.display());
+        }
+        if path.exists() {
+            bail!(
+                "{} exists; choose a new file (secrets are written once and never overwritten); nothing was created",
+                path.display()
+            );
+        }
+        let mut file = create_private(path)
+            .with_context(|| format!("cannot create {}; nothing was created", path.display()))?;
+        // An empty array first: the file is valid JSON at every moment.
+        file.write_all(b"[\n]\n")
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}; nothing was created", path.display()))?;
+        // The new directory entry must survive a crash too.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(Self { file, path: path.to_owned(), end: 1, count: 0 })
+    }
+
+    /// Appends one entry (a JSON value's text) and makes sure it reached the disk.
+    pub fn push(&mut self, entry: &str) -> std::io::Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        let item = format!("{}\n  {entry}", if self.count == 0 { "" } else { "," });
+        let written = self
+            .file
+            .seek(SeekFrom::Start(self.end))
+            .and_then(|_| self.file.write_all(format!("{item}\n]\n").as_bytes()))
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // A partial write (disk full, file size limit) would leave broken JSON:
+            // cut it off, so the secrets already there stay readable.
+            let end = self.end;
+            let _ = self
+                .file
+                .set_len(end)
+                .and_then(|()| self.file.seek(SeekFrom::Start(end)))
+                .and_then(|_| self.file.write_all(b"\n]\n"))
+                .and_then(|()| self.file.sync_data());
+            return Err(e);
+        }
+        self.end += item.len() as u64;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// One line of standard input without its line ending: a password, whose rules (NetBox 4.7's
+/// validators, as the API applies them) are the user operations' in `nbtoken_manage`.
 pub fn read_password_stdin() -> Result<SecretString> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).context("cannot read the password from stdin")?;
-    let pw = line.trim_end_matches(['\r', '\n']).to_owned();
-    // The API's rule (NetBox 4.7's default validators), in the same words.
-    if let Err(weak) = nbtoken_core::password::check_password(&pw) {
-        bail!("the password is too weak: {weak}");
+    Ok(SecretString::new(line.trim_end_matches(['\r', '\n']).to_owned()))
+}
+
+/// `NBTOKEN_STORE` / `store` (`nbtoken`, the default, or `netbox`) with `NBTOKEN_REHASH` /
+/// `rehash` (`on` or `off`, the default), which only NetBox's database takes: nbtoken's own
+/// store always re-hashes. NetBox's tables are only in PostgreSQL.
+fn store_kind(
+    store: Option<String>,
+    rehash: Option<String>,
+    database_url: &str,
+) -> Result<nbtoken_store::StoreKind> {
+    let rehash = match rehash.as_deref().map(str::trim) {
+        None => None,
+        Some("on" | "true" | "yes" | "1") => Some(true),
+        Some("off" | "false" | "no" | "0") => Some(false),
+        Some(other) => anyhow::bail!("invalid NBTOKEN_REHASH / rehash {other:?}: use on or off"),
+    };
+    match store.as_deref().map(str::trim) {
+        None | Some("nbtoken") => {
+            if rehash == Some(false) {
+                anyhow::bail!(
+                    "NBTOKEN_REHASH / rehash applies to NBTOKEN_STORE=netbox only: nbtoken's own store \
+                     always re-hashes tokens under the newest pepper"
+                );
+            }
+            Ok(nbtoken_store::StoreKind::Nbtoken)
+        }
+        Some("netbox") => {
+            if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+                anyhow::bail!(
+                    "NBTOKEN_STORE=netbox needs NBTOKEN_DATABASE_URL / database_url set to NetBox's \
+                     PostgreSQL database (postgres://…)"
+                );
+            }
+            Ok(nbtoken_store::StoreKind::NetBox { rehash: rehash.unwrap_or(false) })
+        }
+        Some(other) => anyhow::bail!("invalid NBTOKEN_STORE / store {other:?}: use nbtoken or netbox"),
     }
-    Ok(SecretString::new(pw))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_date, parse_toml, FileConfig};
+    use super::{parse_date, parse_toml, store_kind, FileConfig, SecretsFile};
+
+    #[test]
+    fn the_secrets_file_is_owner_only_valid_json_after_each_entry_and_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.json");
+        let read =
+            || serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut f = SecretsFile::create(&path).unwrap();
+        assert_eq!(read(), serde_json::json!([]));
+        f.push(r#"{"v1_id": 1}"#).unwrap();
+        f.push(r#"{"v1_id": 2}"#).unwrap();
+        assert_eq!(read(), serde_json::json!([{"v1_id": 1}, {"v1_id": 2}]));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o077, 0);
+        }
+        let again = SecretsFile::create(&path).err().unwrap().to_string();
+        assert!(again.contains("exists") && again.contains("nothing was created"), "{again}");
+        let nowhere = SecretsFile::create(&dir.path().join("no/such.json")).err().unwrap().to_string();
+        assert!(nowhere.contains("does not exist"), "{nowhere}");
+    }
 
     #[test]
     fn toml_errors_name_the_line_not_its_text() {
@@ -413,5 +564,21 @@ mod tests {
                 "{bad:?}: {e:#}"
             );
         }
+    }
+
+    #[test]
+    fn the_netbox_store_needs_postgres_and_rehash_is_its_own() {
+        use nbtoken_store::StoreKind;
+        let pg = "postgres://nb@db/netbox";
+        let kind = |store: Option<&str>, rehash: Option<&str>, url: &str| {
+            store_kind(store.map(str::to_owned), rehash.map(str::to_owned), url).map_err(|e| e.to_string())
+        };
+        assert_eq!(kind(None, None, "sqlite://x").unwrap(), StoreKind::Nbtoken);
+        assert_eq!(kind(Some("netbox"), None, pg).unwrap(), StoreKind::NetBox { rehash: false });
+        assert_eq!(kind(Some("netbox"), Some("on"), pg).unwrap(), StoreKind::NetBox { rehash: true });
+        assert!(kind(Some("netbox"), None, "sqlite://x").unwrap_err().contains("postgres://"));
+        assert!(kind(Some("mysql"), None, pg).unwrap_err().contains("nbtoken or netbox"));
+        assert!(kind(None, Some("off"), pg).unwrap_err().contains("NBTOKEN_STORE=netbox only"));
+        assert!(kind(Some("netbox"), Some("maybe"), pg).unwrap_err().contains("on or off"));
     }
 }

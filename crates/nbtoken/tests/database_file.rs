@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Stdio;
@@ -77,12 +77,7 @@ fn serve_refuses_a_damaged_database_file() {
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{db_arg}{suffix}"));
     }
-    let mut bytes = std::fs::read(&db).unwrap();
-    let pages = bytes.len() / 4096;
-    assert!(pages > 3, "{pages} pages");
-    let last = (pages - 1) * 4096;
-    bytes[last..last + 4096].fill(0xff);
-    std::fs::write(&db, &bytes).unwrap();
+    nbtoken_testkit::damage_last_page(&db, 3);
     let stderr = serve_refuses(dir.path(), &db);
     assert!(stderr.contains("nbtoken.sqlite3") && stderr.contains("backup"), "{stderr}");
 }

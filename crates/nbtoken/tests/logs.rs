@@ -4,13 +4,12 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
-
+use crate::common;
 use std::io::Read;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use common::{curl, free_port, nbtoken, run};
+use std::time::Duration;
+
+use common::{cli_ok, curl, nbtoken, start_serve};
 use serde_json::Value;
 
 const PEPPER: &str = "json-log-pepper-0123456789-0123456789-0123456789-0123456789";
@@ -26,8 +25,7 @@ fn json_logs_carry_the_request_id_and_never_the_token() {
     let d = dir.path();
     let env = [("NBTOKEN_PEPPER_1", PEPPER), ("NBTOKEN_LOG", "debug"), ("NBTOKEN_LOG_FORMAT", "json")];
     let cli = |args: &[&str], stdin: Option<&str>| {
-        let (ok, out, err) = run(nbtoken(d).envs(env).args(args), stdin);
-        assert!(ok, "{args:?}: {err}");
+        let (out, err) = cli_ok(d, &env, args, stdin);
         for line in err.lines() {
             assert!(serde_json::from_str::<Value>(line).is_ok(), "not JSON: {line}");
         }
@@ -39,20 +37,7 @@ fn json_logs_carry_the_request_id_and_never_the_token() {
     let (key, secret) = (created["key"].as_str().unwrap(), created["token"].as_str().unwrap());
     let bearer = format!("Authorization: Bearer nbt_{key}.{secret}");
 
-    let port = free_port();
-    let mut server = nbtoken(d)
-        .envs(env)
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while curl(&[&format!("{base}/livez")]).0 != 200 {
-        assert!(started.elapsed() < Duration::from_secs(20), "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut server, base) = start_serve(nbtoken(d).envs(env));
     let (code, head) = curl(&[
         "-i",
         "-H",
@@ -124,22 +109,12 @@ fn json_logs_carry_the_request_id_and_never_the_token() {
 #[test]
 fn a_crafted_request_id_cannot_forge_a_text_log_line() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = nbtoken(dir.path())
-        .env("NBTOKEN_PEPPER_1", PEPPER)
-        .env("NBTOKEN_LOG", "info")
-        .env("NBTOKEN_LOG_FORMAT", "text")
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while curl(&[&format!("{base}/livez")]).0 != 200 {
-        assert!(started.elapsed() < Duration::from_secs(20), "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut server, base) = start_serve(
+        nbtoken(dir.path())
+            .env("NBTOKEN_PEPPER_1", PEPPER)
+            .env("NBTOKEN_LOG", "info")
+            .env("NBTOKEN_LOG_FORMAT", "text"),
+    );
     let forged = r#"X-Request-ID: x" method=DELETE route="/api/users/tokens/{id}/"}: nbtoken_server::observe: request status=204 micros=9"#;
     // Refusals are always logged: an anonymous list is a 403.
     let (code, head) = curl(&["-i", "-H", forged, &format!("{base}/api/users/tokens/")]);

@@ -6,16 +6,10 @@ NB_USER_ID (a user whose tokens this script makes and lists), NB_TAG (unique des
 Prints one line per check and exits non-zero on the first failure.
 """
 import os
-import sys
 
 import pynetbox
 
-
-def check(name, cond, detail=""):
-    if not cond:
-        print(f"FAIL {name} {detail}")
-        sys.exit(1)
-    print(f"ok   {name}")
+from pycheck import check
 
 
 url, admin, v1, ro = os.environ["NB_URL"], os.environ["NB_ADMIN"], os.environ["NB_V1"], os.environ["NB_RO"]

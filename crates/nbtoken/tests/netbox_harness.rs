@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use common::netbox::{netbox, PEPPER, PEPPER_ID};
 use nbtoken_core::{PepperId, PepperRing, SecretString};

@@ -6,21 +6,22 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
-use common::netbox::{netbox, NetBox};
+use common::netbox::{netbox_named, NetBox};
 use serde_json::{json, Value};
 
 static LOCK: Mutex<()> = Mutex::new(());
 
-/// The shared NetBox, for one test at a time, with no v1 tokens and no replacements left.
+/// This module's own NetBox (migration acts on every v1 token there), for one test at a time,
+/// with no v1 tokens and no replacements left.
 fn setup() -> Option<(MutexGuard<'static, ()>, &'static NetBox)> {
-    let nb = netbox()?;
+    let nb = netbox_named("migration")?;
     let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     nb.sql("DELETE FROM users_token WHERE version = 1 OR description LIKE '[replaces v1 #%'");
     Some((guard, nb))

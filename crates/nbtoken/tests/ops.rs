@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -12,6 +12,8 @@ use serde_json::Value;
 
 const P1: &str = "pepper-one-0123456789-0123456789-0123456789-0123456789";
 const P2: &str = "pepper-two-0123456789-0123456789-0123456789-0123456789";
+/// The environment of a setup with one pepper.
+const ONE_PEPPER: [(&str, &str); 1] = [("NBTOKEN_PEPPER_1", P1)];
 
 fn with(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     let mut c: Command = nbtoken(dir);
@@ -25,6 +27,12 @@ fn ok_json(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Value {
     let (ok, out, err) = with(dir, env, args, None);
     assert!(ok, "{args:?}: {err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+/// Creates the user `svc` and a v2 token of it: the token's JSON.
+fn svc_token(dir: &Path, env: &[(&str, &str)]) -> Value {
+    assert!(with(dir, env, &["user", "create", "svc"], None).0);
+    ok_json(dir, env, &["token", "create", "--user", "svc", "--json"])
 }
 
 fn get(addr: &str, auth: &str, path: &str) -> u16 {
@@ -182,40 +190,38 @@ fn pepper_rotation_keeps_every_token_valid() {
 fn rotate_with_and_without_overlap_and_import() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let env = [("NBTOKEN_PEPPER_1", P1)];
-    assert!(with(d, &env, &["user", "create", "svc"], None).0);
-    let t = ok_json(d, &env, &["token", "create", "--user", "svc", "--json"]);
+    let t = svc_token(d, &ONE_PEPPER);
     let id = t["id"].as_i64().unwrap().to_string();
     let key = t["key"].as_str().unwrap().to_owned();
     let old = format!("Bearer nbt_{key}.{}", t["token"].as_str().unwrap());
 
-    let r = ok_json(d, &env, &["token", "rotate", &id, "--overlap", "1h", "--json"]);
+    let r = ok_json(d, &ONE_PEPPER, &["token", "rotate", &id, "--overlap", "1h", "--json"]);
     assert_eq!(r["key"], key.as_str());
     let new = format!("Bearer nbt_{key}.{}", r["token"].as_str().unwrap());
     assert_ne!(new, old);
     assert!(r["previous_valid_until"].is_string());
     {
-        let served = serve_with(d, &env);
+        let served = serve_with(d, &ONE_PEPPER);
         assert_eq!(get(&served.addr, &old, "/api/status/"), 200);
         assert_eq!(get(&served.addr, &new, "/api/status/"), 200);
     }
-    let r2 = ok_json(d, &env, &["token", "rotate", &id, "--json"]);
+    let r2 = ok_json(d, &ONE_PEPPER, &["token", "rotate", &id, "--json"]);
     let newest = format!("Bearer nbt_{key}.{}", r2["token"].as_str().unwrap());
-    let (ok, _, err) = with(d, &env, &["token", "rotate", &id, "--overlap", "soon"], None);
+    let (ok, _, err) = with(d, &ONE_PEPPER, &["token", "rotate", &id, "--overlap", "soon"], None);
     assert!(!ok && err.contains("invalid duration"), "{err}");
 
     // Import a known value (from the NetBox vectors) as a v2 token.
     let vector = "nbt_eOxiaUBB7417.wTbg8d65KYLMH3bHQ9zULCrxTXiNiug1jIm63wnU";
-    let (ok, out, err) = with(d, &env, &["token", "import", "--user", "svc", "--json"], Some(vector));
+    let (ok, out, err) = with(d, &ONE_PEPPER, &["token", "import", "--user", "svc", "--json"], Some(vector));
     assert!(ok, "{err}");
     let imported: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(imported["key"], "eOxiaUBB7417");
-    let (ok, _, err) = with(d, &env, &["token", "import", "--user", "svc"], Some(vector));
+    let (ok, _, err) = with(d, &ONE_PEPPER, &["token", "import", "--user", "svc"], Some(vector));
     assert!(!ok && err.contains("already exists"), "{err}");
-    let (ok, _, err) = with(d, &env, &["token", "import", "--user", "svc"], Some("nbt_short.secret"));
+    let (ok, _, err) = with(d, &ONE_PEPPER, &["token", "import", "--user", "svc"], Some("nbt_short.secret"));
     assert!(!ok && !err.contains("secret\n") && err.contains("12 characters"), "{err}");
 
-    let served = serve_with(d, &env);
+    let served = serve_with(d, &ONE_PEPPER);
     assert_eq!(
         get(&served.addr, &old, "/api/status/"),
         403,
@@ -230,12 +236,10 @@ fn rotate_with_and_without_overlap_and_import() {
 fn audit_reports_and_fails_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let env = [("NBTOKEN_PEPPER_1", P1)];
-    assert!(with(d, &env, &["user", "create", "svc"], None).0);
-    ok_json(d, &env, &["token", "create", "--user", "svc", "--json"]);
+    svc_token(d, &ONE_PEPPER);
     ok_json(
         d,
-        &env,
+        &ONE_PEPPER,
         &[
             "token",
             "create",
@@ -248,16 +252,16 @@ fn audit_reports_and_fails_on_request() {
             "--json",
         ],
     );
-    let report = ok_json(d, &env, &["audit", "--json"]);
+    let report = ok_json(d, &ONE_PEPPER, &["audit", "--json"]);
     assert_eq!(report["tokens"], 2);
     assert_eq!(report["findings"]["never-used"].as_array().unwrap().len(), 2);
     assert_eq!(report["findings"]["no-expiry"].as_array().unwrap().len(), 1);
     assert_eq!(report["findings"]["v1"].as_array().unwrap().len(), 0);
     assert_eq!(report["per_pepper"]["1"], 2);
-    assert!(with(d, &env, &["audit", "--fail-on", "v1,disabled"], None).0);
-    let (ok, _, err) = with(d, &env, &["audit", "--fail-on", "no-expiry"], None);
+    assert!(with(d, &ONE_PEPPER, &["audit", "--fail-on", "v1,disabled"], None).0);
+    let (ok, _, err) = with(d, &ONE_PEPPER, &["audit", "--fail-on", "no-expiry"], None);
     assert!(!ok && err.contains("no-expiry"), "{err}");
-    let (ok, _, err) = with(d, &env, &["audit", "--fail-on", "bogus"], None);
+    let (ok, _, err) = with(d, &ONE_PEPPER, &["audit", "--fail-on", "bogus"], None);
     assert!(!ok && err.contains("unknown --fail-on"), "{err}");
 }
 
@@ -278,14 +282,13 @@ fn doctor_flags_missing_peppers_and_passes_a_good_setup() {
 fn remote_migration_against_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let env = [("NBTOKEN_PEPPER_1", P1)];
-    let served = serve_with(d, &env);
+    let served = serve_with(d, &ONE_PEPPER);
     let admin = served.first_start.as_ref().unwrap().token.clone();
     let url = format!("http://{}", served.addr);
-    assert!(with(d, &env, &["user", "create", "carol"], None).0);
+    assert!(with(d, &ONE_PEPPER, &["user", "create", "carol"], None).0);
     let mut v1 = Vec::new();
     for _ in 0..3 {
-        let t = ok_json(d, &env, &["token", "create", "--user", "carol", "--version", "1", "--json"]);
+        let t = ok_json(d, &ONE_PEPPER, &["token", "create", "--user", "carol", "--version", "1", "--json"]);
         v1.push(t["token"].as_str().unwrap().to_owned());
     }
     let remote = ["--url", url.as_str(), "--token", admin.as_str()];
@@ -332,7 +335,7 @@ fn remote_migration_against_a_running_server() {
     let revoked = report.as_array().unwrap().iter().find(|r| r["action"] == "disabled").unwrap()["id"]
         .as_i64()
         .unwrap();
-    let (_, shown, _) = with(d, &env, &["token", "show", &revoked.to_string(), "--json"], None);
+    let (_, shown, _) = with(d, &ONE_PEPPER, &["token", "show", &revoked.to_string(), "--json"], None);
     assert_eq!(serde_json::from_str::<Value>(&shown).unwrap()["enabled"], false);
 
     // A malformed remote token is refused before anything is sent, without echoing it.
@@ -341,13 +344,13 @@ fn remote_migration_against_a_running_server() {
     assert!(!ok && !err.contains("nbt_abc.def"), "{err}");
 
     // doctor --url checks reachability, version and the token, naming the header it used.
-    let (ok, out, err) = with(d, &env, &["doctor", "--url", &url, "--token", &admin], None);
+    let (ok, out, err) = with(d, &ONE_PEPPER, &["doctor", "--url", &url, "--token", &admin], None);
     assert!(ok, "{out}{err}");
     assert!(out.contains("API-Version 4.7") && out.contains("Authorization: Bearer"), "{out}");
     assert!(!out.contains(&admin), "doctor printed the token");
     let (ok, out, _) = with(
         d,
-        &env,
+        &ONE_PEPPER,
         &["doctor", "--url", &url, "--token", &format!("nbt_AAAAAAAAAAAA.{}", "b".repeat(40))],
         None,
     );

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{curl, free_port, nbtoken, run};
+use common::{curl, free_port, nbtoken, run, wait_live};
 use serde_json::Value;
 
 const P1: &str = "production-pepper-one-0123456789-0123456789-0123456789-0123";
@@ -49,11 +49,7 @@ impl Running {
             }
         });
         let base = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        while curl(&[&format!("{base}/livez")]).0 != 200 {
-            assert!(started.elapsed() < Duration::from_secs(20), "server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_live(&base, "server", Duration::from_secs(20));
         Self { child, base, port, stderr }
     }
 
@@ -61,6 +57,11 @@ impl Running {
     fn terminate(&mut self) -> std::process::ExitStatus {
         let st = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(st.success());
+        self.terminate_wait()
+    }
+
+    /// Waits for the exit that a SIGTERM already sent causes.
+    fn terminate_wait(&mut self) -> std::process::ExitStatus {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -316,20 +317,6 @@ fn sigterm_under_load_finishes_requests_in_flight_and_flushes_queued_writes() {
     assert!(rows.iter().any(|r| r["description"] == "created during shutdown"), "{listed}");
 }
 
-impl Running {
-    /// Waits for the exit that a SIGTERM already sent causes.
-    fn terminate_wait(&mut self) -> std::process::ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "still running 20 s after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
 #[test]
 fn sighup_reloads_peppers_and_the_v1_policy_without_dropping_a_connection() {
     let dir = tempfile::tempdir().unwrap();
@@ -488,12 +475,7 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
 
 /// Says why a check cannot run here; under `CI` that is a failure.
 fn skip(why: &str) {
-    assert!(std::env::var_os("CI").is_none(), "{why}");
-    // Written past the test harness's output capture, so `cargo test` shows it.
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr().lock(),
-        format!("skipped: {why} (run ./test.sh)\n").as_bytes(),
-    );
+    nbtoken_testkit::skip(why, "this packaging check");
 }
 
 fn packaging(file: &str) -> PathBuf {
@@ -624,11 +606,7 @@ fn packaged_nginx_config_proxies_to_nbtoken_and_replaces_forwarding_headers() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{listen}");
-    let started = Instant::now();
-    while curl(&[&format!("{base}/livez")]).0 != 200 {
-        assert!(started.elapsed() < Duration::from_secs(10), "nginx did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_live(&base, "nginx", Duration::from_secs(10));
     let bearer = format!("Authorization: Bearer {token}");
     let results = [
         curl(&["-H", &bearer, &format!("{base}/api/status/")]).0,

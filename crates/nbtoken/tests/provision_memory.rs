@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{curl, serve_with};
+use common::{curl, curl_json, serve_with};
 
 const PEPPER: &str = "memory-test-pepper-0123456789-0123456789-0123456789-01234";
 /// Requests in the burst.
@@ -79,15 +79,12 @@ fn a_provision_burst_keeps_resident_memory_bounded() {
     let pid = served.child.id();
     let password = served.first_start.as_ref().expect("first start makes an admin").password.clone();
     // One good provision first: the level to compare with includes one argon2 run.
-    let (code, body) = curl(&[
-        "-X",
+    let (code, body) = curl_json(
         "POST",
-        "-H",
-        "Content-Type: application/json",
-        "--data",
-        &format!(r#"{{"username":"admin","password":"{password}"}}"#),
         &format!("http://{server}/api/users/tokens/provision/"),
-    ]);
+        None,
+        &format!(r#"{{"username":"admin","password":"{password}"}}"#),
+    );
     assert_eq!(code, 201, "{body}");
     std::thread::sleep(Duration::from_millis(300));
     let (before, _) = memory(pid);

@@ -5,17 +5,11 @@ Arguments come from the environment: NB_URL, NB_USER, NB_PASSWORD.
 Prints one line per check and exits non-zero on the first failure.
 """
 import os
-import sys
 
 import pynetbox
 import requests
 
-
-def check(name, cond, detail=""):
-    if not cond:
-        print(f"FAIL {name} {detail}")
-        sys.exit(1)
-    print(f"ok   {name}")
+from pycheck import check
 
 
 url, user, password = os.environ["NB_URL"], os.environ["NB_USER"], os.environ["NB_PASSWORD"]

@@ -6,16 +6,10 @@ cleartext to the TLS port (nginx answers that with a 400). Environment: NB_URL (
 NB_USER, NB_PASSWORD, NB_CA (the self-signed certificate).
 """
 import os
-import sys
 
 import pynetbox
 
-
-def check(name, cond, detail=""):
-    if not cond:
-        print(f"FAIL {name} {detail}")
-        sys.exit(1)
-    print(f"ok   {name}")
+from pycheck import check
 
 
 url, user, password = os.environ["NB_URL"], os.environ["NB_USER"], os.environ["NB_PASSWORD"]

@@ -3,13 +3,12 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{curl, free_port, nbtoken, run};
+use common::{cli_ok, curl, curl_json, nbtoken, start_serve};
 use serde_json::Value;
 
 const PEPPER: &str = "log-pepper-0123456789-0123456789-0123456789-0123456789";
@@ -20,15 +19,7 @@ fn no_secret_reaches_logs_error_bodies_or_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let env = [("NBTOKEN_PEPPER_1", PEPPER), ("NBTOKEN_V1", "warn"), ("NBTOKEN_LOG", "trace")];
-    let cli = |args: &[&str], stdin: Option<&str>| {
-        let mut c: Command = nbtoken(d);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let (ok, out, err) = run(c.args(args), stdin);
-        assert!(ok, "{args:?}: {err}");
-        (out, err)
-    };
+    let cli = |args: &[&str], stdin: Option<&str>| cli_ok(d, &env, args, stdin);
     let mut logs = String::new();
     let mut secrets: Vec<String> = vec![PEPPER.into(), PASSWORD.into()];
 
@@ -46,37 +37,12 @@ fn no_secret_reaches_logs_error_bodies_or_the_database() {
     let v1 = serde_json::from_str::<Value>(&out).unwrap()["token"].as_str().unwrap().to_owned();
     secrets.push(v1.clone());
 
-    let port = free_port();
-    let mut server = nbtoken(d)
-        .envs(env)
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut server, base) = start_serve(nbtoken(d).envs(env));
     let mut server_err = server.stderr.take().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while curl(&[&format!("{base}/livez")]).0 != 200 {
-        assert!(started.elapsed() < Duration::from_secs(20), "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let mut bodies = String::new();
     // Create a token over REST, use it, and fail in every way.
-    let (code, body) = call(
-        &mut bodies,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            &format!("Authorization: {admin_bearer}"),
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            r#"{"description": "rest"}"#,
-            &format!("{base}/api/users/tokens/"),
-        ],
-    );
+    let tokens = format!("{base}/api/users/tokens/");
+    let (code, body) = post(&mut bodies, &tokens, Some(admin_bearer.as_str()), r#"{"description": "rest"}"#);
     assert_eq!(code, 201, "{body}");
     let rest: Value = serde_json::from_str(&body).unwrap();
     let rest_secret = rest["token"].as_str().unwrap().to_owned();
@@ -94,48 +60,20 @@ fn no_secret_reaches_logs_error_bodies_or_the_database() {
         format!("Token {v1}x"),
         format!("Bearer \"nbt_{}.{rest_secret}\"", rest["key"].as_str().unwrap()),
     ] {
-        call(&mut bodies, &["-H", &format!("Authorization: {auth}"), &format!("{base}/api/users/tokens/")]);
+        call(&mut bodies, &["-H", &format!("Authorization: {auth}"), &tokens]);
     }
-    call(
-        &mut bodies,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &format!(r#"{{"username": "ops", "password": "{PASSWORD}x"}}"#),
-            &format!("{base}/api/users/tokens/provision/"),
-        ],
-    );
-    let (code, body) = call(
-        &mut bodies,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &format!(r#"{{"username": "ops", "password": "{PASSWORD}"}}"#),
-            &format!("{base}/api/users/tokens/provision/"),
-        ],
-    );
+    let provision = format!("{base}/api/users/tokens/provision/");
+    post(&mut bodies, &provision, None, &format!(r#"{{"username": "ops", "password": "{PASSWORD}x"}}"#));
+    let (code, body) =
+        post(&mut bodies, &provision, None, &format!(r#"{{"username": "ops", "password": "{PASSWORD}"}}"#));
     assert_eq!(code, 201, "{body}");
     secrets.push(serde_json::from_str::<Value>(&body).unwrap()["token"].as_str().unwrap().to_owned());
     bodies.clear();
-    call(
+    post(
         &mut bodies,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            &format!("Authorization: {admin_bearer}"),
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &format!(r#"{{"token": "{}"}}"#, &rest_secret[..20]),
-            &format!("{base}/api/users/tokens/"),
-        ],
+        &tokens,
+        Some(admin_bearer.as_str()),
+        &format!(r#"{{"token": "{}"}}"#, &rest_secret[..20]),
     );
     // Rotation and migration through the CLI while the server runs.
     let (out, err) = cli(&["token", "rotate", &rest["id"].to_string(), "--overlap", "1h", "--json"], None);
@@ -175,7 +113,15 @@ fn no_secret_reaches_logs_error_bodies_or_the_database() {
 
 /// curl, keeping every response body for the final scan.
 fn call(bodies: &mut String, args: &[&str]) -> (u16, String) {
-    let (code, body) = curl(args);
+    keep(bodies, curl(args))
+}
+
+/// A JSON POST, keeping the response body for the final scan.
+fn post(bodies: &mut String, url: &str, auth: Option<&str>, body: &str) -> (u16, String) {
+    keep(bodies, curl_json("POST", url, auth, body))
+}
+
+fn keep(bodies: &mut String, (code, body): (u16, String)) -> (u16, String) {
     bodies.push_str(&body);
     (code, body)
 }

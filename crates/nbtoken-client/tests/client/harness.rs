@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use nbtoken_core::{PepperId, PepperRing, SecretString, TokenVersion, V1Policy};
-use nbtoken_server::service::{bootstrap_admin, create_token, TokenSpec};
+use nbtoken_manage::{Actor, Inline, Ops, Quiet, TokenSpec};
 use nbtoken_server::Config;
 use nbtoken_store::AnyStore;
 use tokio::sync::oneshot;
@@ -29,14 +29,20 @@ impl Server {
         let store =
             AnyStore::connect(&format!("sqlite://{}", dir.path().join("t.sqlite3").display())).await.unwrap();
         let peppers = PepperRing::new([(PepperId::new(1).unwrap(), SecretString::from(PEPPER))]).unwrap();
-        let hash = nbtoken_core::password::hash_password(ADMIN_PASSWORD).unwrap();
-        let (admin, v2) = bootstrap_admin(&store, &peppers, V1Policy::Allow, Some(hash), "").await.unwrap();
+        let ops = Ops {
+            store: &store,
+            peppers: &peppers,
+            v1_policy: V1Policy::Allow,
+            passwords: &Inline,
+            announce: &Quiet,
+        };
+        let (admin, v2) = ops.bootstrap_admin(Some(SecretString::from(ADMIN_PASSWORD)), "").await.unwrap();
         let v1_spec = TokenSpec {
             version: TokenVersion::V1,
             chosen: Some(SecretString::from(V1_PLAIN)),
             ..Default::default()
         };
-        create_token(&store, &peppers, V1Policy::Allow, admin.id, v1_spec).await.unwrap();
+        ops.create_token(&Actor::Operator, &admin, v1_spec).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let config = Config::new(addr, peppers);

@@ -7,7 +7,7 @@ use time::macros::datetime;
 use super::*;
 use crate::header::AuthHeader;
 use crate::secret::SecretString;
-use crate::token::Secret;
+use crate::token::{Secret, TokenKey, V1Plaintext};
 
 const P1: &str = "kp7ht*76fiQAhUi5dHfASLlYUE_S^gI^(7J^K5M!LfoH@vl&b_";
 const P2: &str = "Nm3slNHlMP)i0uAUXN)&zm7rAzwtDs$Z37&@Qw6c6xolLw=y6d_7NG9(2e)b4uJ+";
@@ -26,21 +26,10 @@ fn ring(ids: &[u16]) -> PepperRing {
 }
 
 fn v2_token() -> StoredToken {
-    StoredToken {
-        id: 5,
-        user_id: 9,
-        credential: StoredCredential::V2 {
-            key: TokenKey::parse(KEY).unwrap(),
-            pepper_id: PepperId::new(1).unwrap(),
-            digest: Digest::from_hex(DIGEST_P1).unwrap(),
-            previous: None,
-        },
-        enabled: true,
-        write_enabled: true,
-        expires: None,
-        last_used: None,
-        allowed_ips: AllowedIps::default(),
-    }
+    let key = TokenKey::parse(KEY).unwrap();
+    let credential =
+        StoredCredential::v2(key, PepperId::new(1).unwrap(), Digest::from_hex(DIGEST_P1).unwrap());
+    StoredToken::new(5, 9, credential)
 }
 
 fn v1_token() -> StoredToken {
@@ -255,14 +244,14 @@ fn denial_messages_never_carry_secrets() {
 }
 
 #[test]
-fn network_lists_parse_as_netbox_stores_them() {
-    let ips = AllowedIps::parse_list(&[" 10.0.0.0/8", "192.0.2.7", "10.0.0.0/8", "2001:db8::/32"]).unwrap();
-    let shown: Vec<String> = ips.nets().iter().map(ToString::to_string).collect();
-    assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
-    assert_eq!(AllowedIps::parse_list(&["10.0.0.0/8", "10.0.0.0/33"]).unwrap_err(), Some(1));
-    assert_eq!(AllowedIps::parse_list(&["example.com"]).unwrap_err(), Some(0));
-    let many: Vec<String> =
-        (0..=crate::verify::MAX_ALLOWED_NETWORKS).map(|i| format!("10.0.{}.0/24", i % 256)).collect();
-    assert_eq!(AllowedIps::parse_list(&many).unwrap_err(), None);
-    assert!(AllowedIps::parse_list::<&str>(&[]).unwrap().is_unrestricted());
+fn provisioning_needs_no_write_permission() {
+    for (method, path, expected) in [
+        ("POST", PROVISION_PATH, Access::Read),
+        ("GET", PROVISION_PATH, Access::Read),
+        ("POST", "/api/users/tokens/", Access::Write),
+        ("DELETE", "/api/users/tokens/provision/x/", Access::Write),
+        ("GET", "/api/users/tokens/", Access::Read),
+    ] {
+        assert_eq!(Access::for_route(method, path), expected, "{method} {path}");
+    }
 }

@@ -12,7 +12,7 @@
 
 use serde_yaml::Value;
 
-use crate::proxies::read_doc;
+use super::proxies::read_doc;
 
 /// What a field holds: a scalar (or a list of scalars), a message (or a list of them), a map
 /// from names the user chooses to a message, or an Envoy `Any` resolved by its `@type`.

@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 
 use nbtoken_core::{PepperId, PepperRing, SecretString, TokenVersion, V1Policy};
-use nbtoken_server::service::{bootstrap_admin, create_token, TokenSpec};
+use nbtoken_manage::{Actor, Inline, Ops, Quiet, TokenSpec};
 use nbtoken_server::Config;
-use nbtoken_store::{AnyStore, PgStore};
+use nbtoken_store::{AnyStore, PgStore, Store};
 use reqwest::Method;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -54,21 +54,7 @@ pub enum Backend {
 impl Backend {
     /// PostgreSQL if `NBTOKEN_TEST_DATABASE_URL` is set; otherwise says the test is skipped.
     pub fn postgres() -> Option<Backend> {
-        match std::env::var("NBTOKEN_TEST_DATABASE_URL") {
-            Ok(url) if !url.trim().is_empty() => Some(Backend::Postgres(url)),
-            _ => {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "CI is set but NBTOKEN_TEST_DATABASE_URL is not: run ./test.sh, which sets it"
-                );
-                // Written past the test harness's output capture, so a plain `cargo test` shows it.
-                let _ = std::io::Write::write_all(
-                    &mut std::io::stderr().lock(),
-                    b"skipped: NBTOKEN_TEST_DATABASE_URL not set, PostgreSQL variant not run (./test.sh runs it)\n",
-                );
-                None
-            }
-        }
+        nbtoken_testkit::database_url("the PostgreSQL variant of the server tests").map(Backend::Postgres)
     }
 
     async fn connect(&self, dir: &std::path::Path) -> AnyStore {
@@ -93,8 +79,7 @@ pub struct Server {
     /// `nbt_<key>.<secret>` of the admin's first v2 token.
     pub admin_v2: String,
     pub store: AnyStore,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    running: Option<Spawned>,
     pub dir: tempfile::TempDir,
     backend: Backend,
 }
@@ -111,8 +96,60 @@ impl TestToken {
     }
 }
 
+/// The operations on `store` as the CLI runs them (v1 tokens allowed, passwords hashed inline).
+pub fn ops<'a, S: nbtoken_store::Store>(store: &'a S, peppers: &'a PepperRing) -> Ops<'a, S, Inline> {
+    Ops { store, peppers, v1_policy: V1Policy::Allow, passwords: &Inline, announce: &Quiet }
+}
+
 pub fn peppers() -> PepperRing {
     PepperRing::new([(PepperId::new(1).unwrap(), SecretString::from(PEPPER))]).unwrap()
+}
+
+/// `nbtoken_server::serve` on an ephemeral loopback port in this process, until stopped.
+pub struct Spawned {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Spawned {
+    /// Serves `store` with a configuration for `peppers` that `configure` may change.
+    pub async fn start(store: AnyStore, peppers: PepperRing, configure: impl FnOnce(&mut Config)) -> Spawned {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = Config::new(addr, peppers);
+        configure(&mut config);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            nbtoken_server::serve(listener, config, store, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Spawned { addr, stop: Some(tx), task }
+    }
+
+    /// `http://addr`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets requests in flight finish, and waits for the server to end.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await.unwrap();
+    }
+
+    /// Asks the server to stop and stops waiting for it (for `Drop`, which cannot await).
+    fn abort(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.task.abort();
+    }
 }
 
 impl Server {
@@ -124,41 +161,22 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let store = backend.connect(dir.path()).await;
         let backend_kept = backend.clone();
-        let hash = nbtoken_core::password::hash_password(ADMIN_PASSWORD).unwrap();
-        let (admin, v2) = bootstrap_admin(&store, &peppers(), V1Policy::Allow, Some(hash), "").await.unwrap();
-        create_token(
-            &store,
-            &peppers(),
-            V1Policy::Allow,
-            admin.id,
-            TokenSpec {
-                version: TokenVersion::V1,
-                chosen: Some(SecretString::from(V1_PLAIN)),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut config = Config::new(addr, peppers());
-        configure(&mut config);
-        let (tx, rx) = oneshot::channel::<()>();
-        let served = store.clone();
-        let task = tokio::spawn(async move {
-            nbtoken_server::serve(listener, config, served, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
+        let ring = peppers();
+        let ops = ops(&store, &ring);
+        let (admin, v2) = ops.bootstrap_admin(Some(SecretString::from(ADMIN_PASSWORD)), "").await.unwrap();
+        let v1 = TokenSpec {
+            version: TokenVersion::V1,
+            chosen: Some(SecretString::from(V1_PLAIN)),
+            ..Default::default()
+        };
+        ops.create_token(&Actor::Operator, &admin, v1).await.unwrap();
+        let running = Spawned::start(store.clone(), peppers(), configure).await;
         Server {
-            addr,
+            addr: running.addr,
             client: reqwest::Client::new(),
             admin_v2: v2.token.expose().to_owned(),
             store,
-            shutdown: Some(tx),
-            task: Some(task),
+            running: Some(running),
             dir,
             backend: backend_kept,
         }
@@ -170,6 +188,16 @@ impl Server {
 
     pub fn admin_bearer(&self) -> String {
         format!("Bearer {}", self.admin_v2)
+    }
+
+    /// `method path` as the admin, for tests that read the whole response (headers included).
+    pub async fn admin_response(&self, method: Method, path: &str) -> reqwest::Response {
+        self.client
+            .request(method, format!("{}{path}", self.base()))
+            .header("authorization", self.admin_bearer())
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Any request; returns status and JSON body (`null` when the body is not JSON).
@@ -217,6 +245,19 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// `POST /api/users/tokens/provision/` (it needs no token) with `body`: status and JSON body.
+    pub async fn provision(&self, body: Value) -> (u16, Value) {
+        self.raw(Method::POST, "/api/users/tokens/provision/", None, Some(body), &[]).await
+    }
+
+    /// Expires token `id`: PATCHes its expiry into the past as admin (allowed on existing
+    /// tokens, as in NetBox).
+    pub async fn expire(&self, id: i64) {
+        let body = serde_json::json!({"expires": "2020-01-01T00:00:00Z"});
+        let (status, v) = self.admin(Method::PATCH, &format!("/api/users/tokens/{id}/"), Some(body)).await;
+        assert_eq!(status, 200, "{v}");
+    }
+
     /// Creates a token through the API as admin.
     pub async fn create_token(&self, body: Value) -> TestToken {
         let (status, v) = self.admin(Method::POST, "/api/users/tokens/", Some(body)).await;
@@ -229,11 +270,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.abort();
+        if let Some(running) = self.running.take() {
+            running.abort();
         }
         // Drop cannot await, and the test's pool is driven by the test's runtime, which
         // this thread is blocking: drop the schema over a connection of its own.

@@ -1,4 +1,4 @@
-//! Connecting a [`PgStore`]: options, the first connection, the schema and its migrations.
+//! Connecting a [`crate::PgStore`]: options, the first connection, the schema and its migrations.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -8,8 +8,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::Connection;
 
 use super::convert::map_err;
-use super::PgStore;
+use super::Postgres;
 use crate::health::{Breaker, ProbeFn};
+use crate::sql::{SqlStore, NBTOKEN};
 use crate::{Result, StoreError};
 
 /// The schema, embedded in the binary.
@@ -24,7 +25,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the circuit breaker's probe waits for a connection and a round trip.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How to connect a [`PgStore`], beyond its URL.
+/// How to connect a [`crate::PgStore`], beyond its URL.
 #[derive(Clone, Debug)]
 pub struct PgOptions {
     schema: Option<String>,
@@ -65,7 +66,7 @@ impl PgOptions {
     }
 }
 
-impl PgStore {
+impl SqlStore<Postgres> {
     /// Connects to the `postgres://` or `postgresql://` URL and applies the schema.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, PgOptions::new()).await
@@ -80,38 +81,7 @@ impl PgStore {
     ///
     /// Error messages name the host and port, never the URL (it may hold a password).
     pub async fn connect_with(url: &str, options: PgOptions) -> Result<Self> {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(StoreError::Config(
-                "a PostgreSQL URL starts with postgres:// or postgresql://".to_owned(),
-            ));
-        }
-        let mut connect = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
-        if let Some(schema) = &options.schema {
-            check_schema_name(schema)?;
-            connect = connect.options([("search_path", schema.as_str())]);
-        }
-        let server = format!("{}:{}", connect.get_host(), connect.get_port());
-
-        // One connection of its own first: its error says why (refused,
-        // authentication, no such database), where a pool would only time out.
-        let mut conn = tokio::time::timeout(options.connect_timeout, PgConnection::connect_with(&connect))
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable(format!(
-                    "PostgreSQL at {server} did not answer within {:?}",
-                    options.connect_timeout
-                ))
-            })?
-            .map_err(|e| match map_err(e) {
-                StoreError::Unavailable(e) => {
-                    StoreError::Unavailable(format!("cannot connect to PostgreSQL at {server}: {e}"))
-                }
-                StoreError::Database(e) => {
-                    StoreError::Unavailable(format!("cannot connect to PostgreSQL at {server}: {e}"))
-                }
-                other => other,
-            })?;
+        let (mut conn, connect, server) = first_connection(url, &options).await?;
         if let Some(schema) = &options.schema {
             let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
             sqlx::query(&sql).execute(&mut conn).await.map_err(map_err)?;
@@ -122,38 +92,7 @@ impl PgStore {
         })?;
         // Closing politely is a courtesy; the pool opens its own connections.
         let _ = conn.close().await;
-
-        let probe_options = connect.clone();
-        let probe_timeout = options.connect_timeout.min(PROBE_TIMEOUT);
-        let probe: ProbeFn = Box::new(move || {
-            let options = probe_options.clone();
-            Box::pin(async move {
-                // A connection of its own: the pool's would wait out its acquire timeout.
-                let connected = tokio::time::timeout(probe_timeout, async {
-                    let mut conn = PgConnection::connect_with(&options).await?;
-                    sqlx::query("SELECT 1").execute(&mut conn).await?;
-                    conn.close().await
-                })
-                .await;
-                matches!(connected, Ok(Ok(())))
-            })
-        });
-        let breaker = Arc::new(Breaker::new(format!("PostgreSQL at {server}"), probe));
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.connect_timeout)
-            .after_release(|conn, _| {
-                Box::pin(async move {
-                    // A transaction dropped mid-way (its caller gave up, e.g. when the
-                    // breaker opened) only queues its ROLLBACK; the ping sends it now.
-                    // Left idle, the connection would hold its row locks until someone
-                    // happened to reuse it. Still inside a transaction: close it.
-                    conn.ping().await?;
-                    Ok(!conn.is_in_transaction())
-                })
-            })
-            .connect_lazy_with(connect);
-        Ok(Self { pool, schema: options.schema, breaker })
+        Ok(SqlStore::new(dialect(connect, options, &server), NBTOKEN))
     }
 
     /// Drops this store's schema with every row in it, then closes the pool.
@@ -161,14 +100,88 @@ impl PgStore {
     /// For tests and teardown; `Config` if the store was not connected with a
     /// schema (it never drops `public` or whatever the URL chose).
     pub async fn drop_schema(&self) -> Result<()> {
-        let Some(schema) = &self.schema else {
+        let Some(schema) = self.schema() else {
             return Err(StoreError::Config("this store was not connected with a schema of its own".into()));
         };
         let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(schema));
-        sqlx::query(&sql).execute(&self.pool).await.map_err(map_err)?;
-        self.pool.close().await;
+        sqlx::query(&sql).execute(self.pool()).await.map_err(map_err)?;
+        self.pool().close().await;
         Ok(())
     }
+}
+
+/// Checks the URL and opens one connection of its own: its error says why (refused,
+/// authentication, no such database), where a pool would only time out. Answers the
+/// connection, the options a pool connects with, and `host:port` for messages.
+pub(crate) async fn first_connection(
+    url: &str,
+    options: &PgOptions,
+) -> Result<(PgConnection, PgConnectOptions, String)> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(StoreError::Config(
+            "a PostgreSQL URL starts with postgres:// or postgresql://".to_owned(),
+        ));
+    }
+    let mut connect = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
+    if let Some(schema) = &options.schema {
+        check_schema_name(schema)?;
+        connect = connect.options([("search_path", schema.as_str())]);
+    }
+    let server = format!("{}:{}", connect.get_host(), connect.get_port());
+    let conn = tokio::time::timeout(options.connect_timeout, PgConnection::connect_with(&connect))
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!(
+                "PostgreSQL at {server} did not answer within {:?}",
+                options.connect_timeout
+            ))
+        })?
+        .map_err(|e| match map_err(e) {
+            StoreError::Unavailable(e) => {
+                StoreError::Unavailable(format!("cannot connect to PostgreSQL at {server}: {e}"))
+            }
+            StoreError::Database(e) => {
+                StoreError::Unavailable(format!("cannot connect to PostgreSQL at {server}: {e}"))
+            }
+            other => other,
+        })?;
+    Ok((conn, connect, server))
+}
+
+/// The dialect over a lazily connecting pool, with its circuit breaker probing `server`.
+pub(crate) fn dialect(connect: PgConnectOptions, options: PgOptions, server: &str) -> Postgres {
+    let probe_options = connect.clone();
+    let probe_timeout = options.connect_timeout.min(PROBE_TIMEOUT);
+    let probe: ProbeFn = Box::new(move || {
+        let options = probe_options.clone();
+        Box::pin(async move {
+            // A connection of its own: the pool's would wait out its acquire timeout.
+            let connected = tokio::time::timeout(probe_timeout, async {
+                let mut conn = PgConnection::connect_with(&options).await?;
+                sqlx::query("SELECT 1").execute(&mut conn).await?;
+                conn.close().await
+            })
+            .await;
+            matches!(connected, Ok(Ok(())))
+        })
+    });
+    let breaker = Arc::new(Breaker::new(format!("PostgreSQL at {server}"), probe));
+    let pool = PgPoolOptions::new()
+        .max_connections(options.max_connections)
+        .acquire_timeout(options.connect_timeout)
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                // A transaction dropped mid-way (its caller gave up, e.g. when the
+                // breaker opened) only queues its ROLLBACK; the ping sends it now.
+                // Left idle, the connection would hold its row locks until someone
+                // happened to reuse it. Still inside a transaction: close it.
+                conn.ping().await?;
+                Ok(!conn.is_in_transaction())
+            })
+        })
+        .connect_lazy_with(connect);
+    Postgres { pool, schema: options.schema, breaker }
 }
 
 /// Accepts only names that need no quoting anywhere (`search_path` included).
@@ -186,6 +199,6 @@ fn check_schema_name(schema: &str) -> Result<()> {
 }
 
 /// `"name"`, for the statements that cannot bind an identifier.
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

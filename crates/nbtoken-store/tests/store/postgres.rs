@@ -9,7 +9,6 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Once;
 
 use nbtoken_store::PgStore;
 use sqlx::{Connection, Row};
@@ -21,26 +20,7 @@ const URL_VAR: &str = "NBTOKEN_TEST_DATABASE_URL";
 /// The test server's URL, or `None` after saying (once, past the output
 /// capture, so it shows in a plain `cargo test`) that the tests are skipped.
 pub fn database_url() -> Option<String> {
-    match std::env::var(URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but {URL_VAR} is not: run ./test.sh, which sets it"
-            );
-            static SAID: Once = Once::new();
-            SAID.call_once(|| {
-                let _ = std::io::stderr().lock().write_all(
-                    format!(
-                        "skipped: {URL_VAR} not set: the PostgreSQL store tests return without running \
-                         (./test.sh sets it)\n"
-                    )
-                    .as_bytes(),
-                );
-            });
-            None
-        }
-    }
+    nbtoken_testkit::database_url("the PostgreSQL store tests")
 }
 
 /// A schema name no other test, run or process is using.
@@ -99,18 +79,10 @@ impl Drop for PgBackend {
 }
 
 impl Backend for PgBackend {
-    type S = PgStore;
+    type D = nbtoken_store::postgres::Postgres;
 
     fn store(&self) -> &PgStore {
         &self.store
-    }
-
-    async fn exec(&self, sql: &str) -> Result<u64, String> {
-        sqlx::query(sql)
-            .execute(self.store.pool())
-            .await
-            .map(|r| r.rows_affected())
-            .map_err(|e| e.to_string())
     }
 
     /// Every row of every table, as PostgreSQL prints it: what a dump would hold.
@@ -275,17 +247,12 @@ mod specific {
         let user = b.store.create_user(new_user("watched")).await.unwrap();
         let (new, _) = v2_token(user.id, 1);
         let t = b.store.create_token(new).await.unwrap();
-        let mut listener = b.store.listen().await.unwrap();
+        let mut listener = b.store.changes().await.unwrap().expect("PostgreSQL has a change feed");
         // A second store on the same schema stands for another server instance.
         let other = PgStore::connect_with_schema(&b.url, &b.schema).await.unwrap();
         let ip = Some("203.0.113.9".parse().unwrap());
         other
-            .apply_touches(&[Touch {
-                token_id: t.token.id,
-                at: time::OffsetDateTime::now_utc(),
-                ip,
-                rehash: None,
-            }])
+            .apply_touches(&[Touch { ip, ..Touch::at(t.token.id, time::OffsetDateTime::now_utc()) }])
             .await
             .unwrap();
         assert_eq!(other.token(t.token.id).await.unwrap().unwrap().last_used_ip, ip);
@@ -351,10 +318,7 @@ mod specific {
             tasks.push(tokio::spawn(async move {
                 for round in 0..10 {
                     let at = OffsetDateTime::now_utc();
-                    let batch: Vec<Touch> = order
-                        .iter()
-                        .map(|&token_id| Touch { token_id, at, ip: None, rehash: None })
-                        .collect();
+                    let batch: Vec<Touch> = order.iter().map(|&token_id| Touch::at(token_id, at)).collect();
                     store.apply_touches(&batch).await.unwrap_or_else(|e| panic!("round {round}: {e}"));
                 }
                 store.close().await;

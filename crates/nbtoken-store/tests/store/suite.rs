@@ -36,9 +36,7 @@ fn fresh_digest(pepper: u16) -> (PepperId, Digest, Secret) {
 /// A new v2 token for `user_id` hashed under pepper `pepper`, and its secret.
 pub fn v2_token(user_id: i64, pepper: u16) -> (NewToken, Secret) {
     let (pepper_id, digest, secret) = fresh_digest(pepper);
-    let credential =
-        StoredCredential::V2 { key: TokenKey::generate().unwrap(), pepper_id, digest, previous: None };
-    (token(user_id, credential), secret)
+    (token(user_id, StoredCredential::v2(TokenKey::generate().unwrap(), pepper_id, digest)), secret)
 }
 
 /// A new v1 token for `user_id`, and its plaintext.
@@ -610,7 +608,7 @@ pub async fn apply_touches_never_moves_last_used_backwards<B: Backend>(b: &B) {
     let t1 = s.create_token(v2_token(user.id, 1).0).await.unwrap().token.id;
     let t2 = s.create_token(v1_token(user.id).0).await.unwrap().token.id;
     let at = datetime!(2025-01-01 12:00:00.123456789 UTC);
-    let touch = |token_id, at| Touch { token_id, at, ip: None, rehash: None };
+    let touch = Touch::at;
 
     s.apply_touches(&[touch(t1, at), touch(t2, at - Duration::hours(1))]).await.unwrap();
     assert_eq!(s.token(t1).await.unwrap().unwrap().token.last_used, Some(micros(at)));
@@ -637,7 +635,7 @@ pub async fn apply_touches_record_the_client_ip<B: Backend>(b: &B) {
     assert_eq!(v1.last_used_ip, None);
     let v1 = v1.token.id;
     let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
-    let touch = |token_id, at, addr: &str| Touch { token_id, at, ip: ip(addr), rehash: None };
+    let touch = |token_id, at, addr: &str| Touch { ip: ip(addr), ..Touch::at(token_id, at) };
     let recorded = |id| async move {
         let r = s.token(id).await.unwrap().unwrap();
         (r.token.last_used, r.last_used_ip)
@@ -670,7 +668,7 @@ pub async fn apply_touches_record_the_client_ip<B: Backend>(b: &B) {
 
     // A newer touch without an address clears it: the address is of the last use.
     let latest = later + Duration::minutes(1);
-    s.apply_touches(&[Touch { token_id: v1, at: latest, ip: None, rehash: None }]).await.unwrap();
+    s.apply_touches(&[Touch::at(v1, latest)]).await.unwrap();
     assert_eq!(recorded(v1).await, (Some(latest), None));
 
     // Listings carry it too.
@@ -696,14 +694,10 @@ pub async fn apply_touches_rehash_and_skips_deleted<B: Backend>(b: &B) {
 
     let (p2, d2) = ring(2).hash_new(secret.expose()).unwrap();
     let at = datetime!(2025-02-02 02:02:02 UTC);
-    s.apply_touches(&[
-        Touch { token_id: gone, at, ip: None, rehash: Some((p2, d2.clone())) },
-        Touch { token_id: t1.token.id, at, ip: None, rehash: Some((p2, d2.clone())) },
-        Touch { token_id: v1.token.id, at, ip: None, rehash: Some((p2, d2.clone())) },
-        Touch { token_id: 987_654, at, ip: None, rehash: None },
-    ])
-    .await
-    .unwrap();
+    let rehash = |token_id| Touch { rehash: Some((p2, d2.clone())), ..Touch::at(token_id, at) };
+    s.apply_touches(&[rehash(gone), rehash(t1.token.id), rehash(v1.token.id), Touch::at(987_654, at)])
+        .await
+        .unwrap();
     let r1 = s.token(t1.token.id).await.unwrap().unwrap();
     assert_eq!(v2_parts(&r1), (2, d2.to_hex(), None));
     assert_eq!(r1.token.last_used, Some(at));
@@ -717,7 +711,7 @@ pub async fn apply_touches_rehash_and_skips_deleted<B: Backend>(b: &B) {
 
     // A stale re-hash to an older pepper does not undo a newer digest.
     let (p1, d1) = ring(1).hash_new(secret.expose()).unwrap();
-    s.apply_touches(&[Touch { token_id: t1.token.id, at, ip: None, rehash: Some((p1, d1)) }]).await.unwrap();
+    s.apply_touches(&[Touch { rehash: Some((p1, d1)), ..Touch::at(t1.token.id, at) }]).await.unwrap();
     assert_eq!(v2_parts(&s.token(t1.token.id).await.unwrap().unwrap()), (2, d2.to_hex(), None));
 }
 
@@ -788,7 +782,7 @@ pub async fn pepper_usage_counts_current_and_overlapping_peppers<B: Backend>(b: 
     let t1 = datetime!(2025-01-01 00:00 UTC);
     let t2 = datetime!(2025-06-01 00:00 UTC);
     let t3 = datetime!(2025-03-01 00:00 UTC);
-    let touch = |token_id, at| Touch { token_id, at, ip: None, rehash: None };
+    let touch = Touch::at;
     s.apply_touches(&[touch(a, t1), touch(c, t3), touch(d, t2)]).await.unwrap();
 
     let usage = |pepper, tokens, last_used| PepperUsage {

@@ -3,13 +3,13 @@
 use anyhow::{anyhow, bail, Result};
 use nbtoken_core::audit::{audit as run_audit, Finding};
 use nbtoken_core::migrate::TokenInfo;
-use nbtoken_store::{Store, TokenFilter};
+use nbtoken_manage::migrate::{read, Caller, LocalTarget, Observer};
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use super::migrate::Target;
+use super::migrate::warn_if_partial;
 use super::remote::RemoteTarget;
-use super::{open_store, parse_duration, ALL};
+use super::{open_store, ops, parse_duration};
 use crate::cli::{AuditArgs, Global};
 use crate::output::{line, print_json};
 use crate::settings::Settings;
@@ -28,16 +28,11 @@ pub(crate) async fn audit(global: &Global, args: AuditArgs) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let infos: Vec<TokenInfo> = match RemoteTarget::from_args(&args.remote)? {
-        Some(target) => {
-            let caller = target.caller().await?;
-            caller.warn_if_partial(&target.describe(), "audit");
-            target.tokens().await?
-        }
+        Some(target) => read(&target, &mut Warn).await?.1,
         None => {
             let settings = Settings::load(global, None)?;
             let store = open_store(&settings).await?;
-            let (_, rows) = store.list_tokens(&TokenFilter::default(), ALL).await?;
-            rows.iter().map(TokenInfo::from).collect()
+            read(&LocalTarget::new(&ops(&settings, &store)), &mut Warn).await?.1
         }
     };
     let report = run_audit(&infos, OffsetDateTime::now_utc(), stale_after);
@@ -69,10 +64,18 @@ pub(crate) async fn audit(global: &Global, args: AuditArgs) -> Result<()> {
             line(format!("pepper {p}: {n} v2 token(s)"))?;
         }
     }
-    let failed: Vec<&str> =
-        fail_on.iter().filter(|f| !report.findings[f].is_empty()).map(|f| f.name()).collect();
+    let failed: Vec<&str> = report.failing(&fail_on).into_iter().map(Finding::name).collect();
     if !failed.is_empty() {
         bail!("audit failed on: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// Warns when the audit may not see every token.
+struct Warn;
+
+impl Observer for Warn {
+    fn caller(&mut self, caller: &Caller, target: &str) {
+        warn_if_partial(caller, target, "audit");
+    }
 }

@@ -1,8 +1,9 @@
 //! The commands: each takes validated settings and calls the crates.
 
 use anyhow::{anyhow, Context, Result};
-use nbtoken_server::json::BaseUrl;
-use nbtoken_store::{AnyStore, Page, Store, User};
+use nbtoken_manage::json::BaseUrl;
+use nbtoken_manage::{Actor, Inline, Ops, Quiet};
+use nbtoken_store::{AnyStore, Page};
 
 use crate::cli::{Cli, Command, PepperCommand};
 use crate::settings::Settings;
@@ -10,6 +11,7 @@ use crate::settings::Settings;
 mod audit;
 mod doctor;
 mod migrate;
+mod netbox;
 mod pepper;
 mod remote;
 mod scan;
@@ -33,11 +35,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         // Pointed at a remote, these read and create nothing local.
         Command::Migrate(cmd) => migrate::migrate(&cli.global, cmd).await,
         Command::Audit(args) => audit::audit(&cli.global, args).await,
+        Command::Netbox(cmd) => netbox::netbox(&cli.global, cmd).await,
         command => {
             let settings = Settings::load(&cli.global, None)?;
             let store = open_store(&settings).await?;
             match command {
-                Command::User(cmd) => user::user(&store, cmd).await,
+                Command::User(cmd) => user::user(&settings, &store, cmd).await,
                 Command::Token(cmd) => token::token(&settings, &store, cmd).await,
                 Command::Pepper(cmd) => pepper::pepper(&settings, &store, cmd).await,
                 _ => Err(anyhow!("unreachable command dispatch")),
@@ -51,11 +54,31 @@ pub(crate) async fn open_store(settings: &Settings) -> Result<AnyStore> {
     if settings.database_url.starts_with("sqlite:") {
         settings.ensure_data_dir()?;
     }
-    AnyStore::connect(&settings.database_url).await.context("cannot open the database")
+    AnyStore::connect_as(&settings.database_url, settings.store).await.context("cannot open the database")
 }
 
-pub(crate) async fn find_user(store: &AnyStore, name: &str) -> Result<User> {
-    store.user_by_name(name).await?.ok_or_else(|| anyhow!("no user named {name:?}"))
+/// The operator at this terminal: with the database at hand, it may do what a superuser may.
+pub(crate) const OPERATOR: Actor = Actor::Operator;
+
+/// The operations on `store`, hashing passwords inline; other processes learn of the changes
+/// through the store's change feed or their cache's TTL.
+pub(crate) fn ops<'a>(settings: &'a Settings, store: &'a AnyStore) -> Ops<'a, AnyStore, Inline> {
+    Ops {
+        store,
+        peppers: &settings.peppers,
+        v1_policy: settings.v1_policy,
+        passwords: &Inline,
+        announce: &Quiet,
+    }
+}
+
+/// The user named `name`, or the CLI's words for none.
+pub(crate) async fn find_user(ops: &Ops<'_, AnyStore, Inline>, name: &str) -> Result<nbtoken_store::User> {
+    match ops.user_named(&OPERATOR, name).await {
+        Ok(u) => Ok(u),
+        Err(nbtoken_manage::Error::NotFound(_)) => Err(anyhow!("no user named {name:?}")),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The base for URLs in JSON output: the configured listen address (`--bind`,
@@ -68,9 +91,10 @@ pub(crate) fn base(settings: Option<&Settings>) -> BaseUrl {
     }
 }
 
-pub(crate) fn not_found(e: nbtoken_store::StoreError, id: i64) -> anyhow::Error {
+/// An operation's error on token `id`, with the CLI's words for a missing one.
+pub(crate) fn not_found(e: nbtoken_manage::Error, id: i64) -> anyhow::Error {
     match e {
-        nbtoken_store::StoreError::NotFound => anyhow!("no token with id {id}"),
+        nbtoken_manage::Error::NotFound(_) => anyhow!("no token with id {id}"),
         other => other.into(),
     }
 }
@@ -97,7 +121,7 @@ pub(crate) fn parse_nets(values: &[String]) -> Result<nbtoken_core::AllowedIps> 
 pub(crate) fn parse_expires(value: Option<&str>) -> Result<Option<time::OffsetDateTime>> {
     value
         .map(|s| {
-            nbtoken_server::json::parse_timestamp(s)
+            nbtoken_manage::json::parse_timestamp(s)
                 .ok_or_else(|| anyhow!("invalid --expires {s:?}: use RFC 3339, e.g. 2027-01-01T00:00:00Z"))
         })
         .transpose()

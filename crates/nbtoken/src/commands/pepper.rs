@@ -3,8 +3,8 @@
 use anyhow::{bail, Result};
 use nbtoken_core::migrate::TokenInfo;
 use nbtoken_core::PepperId;
-use nbtoken_server::json::timestamp;
-use nbtoken_store::{AnyStore, Store, TokenFilter, TokenPatch};
+use nbtoken_manage::json::timestamp;
+use nbtoken_store::{AnyStore, Store, TokenFilter};
 use serde_json::{json, Value};
 
 use super::ALL;
@@ -87,8 +87,9 @@ async fn retire(settings: &Settings, store: &AnyStore, id: u16, disable_tokens: 
              wait, or run with --disable-tokens to disable exactly those tokens"
         );
     }
+    let ops = super::ops(settings, store);
     for r in &rows {
-        store.update_token(r.token.id, TokenPatch { enabled: Some(false), ..Default::default() }).await?;
+        ops.set_token_enabled(&super::OPERATOR, r.token.id, false).await?;
         line(format!("disabled token {} ({}, user {})", r.token.id, TokenInfo::from(r).display, r.username))?;
     }
     line(format!(

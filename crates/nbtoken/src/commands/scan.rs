@@ -112,20 +112,16 @@ async fn check(url: &str, secret: SecretString) -> Liveness {
         Ok(c) => c,
         Err(_) => return Liveness::Unknown,
     };
-    match client.whoami().await {
-        Ok(_) => Liveness::Live,
-        // NetBox checks the source address right after finding the token (and,
-        // for v2, its secret): this answer means the token exists and works
-        // from its allowed networks unless disabled or expired, which NetBox
-        // checks only after the address.
-        Err(e) if e.status() == Some(403) && e.detail().is_some_and(|d| d.starts_with("Source IP")) => {
-            Liveness::LiveRestricted(Restriction::SourceIp)
-        }
-        Err(e) if matches!(e.status(), Some(401 | 403)) => Liveness::Dead,
-        Err(e) => {
+    // The client reads the answer; the scan report has its own words for it.
+    match client.liveness().await {
+        nbtoken_client::Liveness::Live => Liveness::Live,
+        nbtoken_client::Liveness::LiveElsewhere => Liveness::LiveRestricted(Restriction::SourceIp),
+        nbtoken_client::Liveness::Dead => Liveness::Dead,
+        nbtoken_client::Liveness::Unknown(e) => {
             tracing::warn!("cannot verify a token: {e}");
             Liveness::Unknown
         }
+        _ => Liveness::Unknown,
     }
 }
 

@@ -3,8 +3,8 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Context, Result};
-use nbtoken_core::password::hash_password;
+use anyhow::{Context, Result};
+use nbtoken_core::SecretString;
 use nbtoken_store::{AnyStore, Page, Store, UserFilter};
 
 use super::open_store;
@@ -21,6 +21,13 @@ pub(crate) async fn serve(global: &Global, bind_flag: Option<&str>, settings: &m
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let store = open_store(settings).await?;
     check_store(&store).await?;
+    let on_netbox = store.management_refused().is_some();
+    if settings.pepper_source == PepperSource::Missing && on_netbox {
+        anyhow::bail!(
+            "NBTOKEN_STORE=netbox needs NetBox's peppers: set NBTOKEN_PEPPER_<ID> to each entry of NetBox's \
+             API_TOKEN_PEPPERS (the same ids and values), or put them in the pepper file"
+        );
+    }
     if settings.pepper_source == PepperSource::Missing {
         let path = settings.generate_pepper_file()?;
         tracing::warn!(
@@ -29,7 +36,8 @@ pub(crate) async fn serve(global: &Global, bind_flag: Option<&str>, settings: &m
         );
     }
     let (count, _) = store.list_users(&UserFilter::default(), Page { limit: 1, offset: 0 }).await?;
-    if count == 0 {
+    // NetBox's users are NetBox's: nbtoken creates no admin in NetBox's database.
+    if count == 0 && !on_netbox {
         bootstrap_admin(settings, &store).await?;
     }
     let (reloads, received) = tokio::sync::mpsc::channel(1);
@@ -84,15 +92,9 @@ async fn reload_on_sighup(
 /// is printed.
 async fn bootstrap_admin(settings: &Settings, store: &AnyStore) -> Result<()> {
     let password = nbtoken_core::password::generate_password()?;
-    let hash = hash_password(password.expose()).map_err(|e| anyhow!("{e}"))?;
-    let (_, created) = nbtoken_server::service::bootstrap_admin(
-        store,
-        &settings.peppers,
-        settings.v1_policy,
-        Some(hash),
-        "created on first start",
-    )
-    .await?;
+    let (_, created) = super::ops(settings, store)
+        .bootstrap_admin(Some(SecretString::new(password.expose().to_owned())), "created on first start")
+        .await?;
     let text = format!(
         "  password: {}\n  token:    {}\nTry: curl -H \"Authorization: Bearer {}\" http://{}/api/users/tokens/\n",
         password.expose(),

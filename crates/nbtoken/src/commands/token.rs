@@ -1,33 +1,36 @@
-//! `nbtoken token …`
+//! `nbtoken token …`: parses the flags, calls the token operations of `nbtoken_manage` as the
+//! operator, and prints the answer.
 
 use std::io::Read;
 
 use anyhow::{anyhow, bail, Context, Result};
 use nbtoken_core::{Secret, SecretString, TokenVersion};
-use nbtoken_server::json as api_json;
-use nbtoken_server::service::{create_token, rotate_token, Created, RotateTokenError, TokenSpec};
-use nbtoken_store::{AnyStore, Store, TokenFilter, TokenPatch};
+use nbtoken_manage::json as api_json;
+use nbtoken_manage::tokens::MSG_VALUE_IN_USE;
+use nbtoken_manage::{Created, Error, TokenSpec};
+use nbtoken_store::{AnyStore, TokenFilter};
 use serde_json::{json, Value};
 
-use super::{base, find_user, not_found, parse_duration, parse_expires, parse_nets, ALL};
+use super::{base, find_user, not_found, ops, parse_duration, parse_expires, parse_nets, ALL, OPERATOR};
 use crate::cli::{NewTokenOptions, TokenCommand, TokenCreateArgs, TokenImportArgs};
 use crate::output::{line, print_json, tokens_table};
 use crate::settings::Settings;
 
 pub(crate) async fn token(settings: &Settings, store: &AnyStore, cmd: TokenCommand) -> Result<()> {
     let b = base(Some(settings));
+    let ops = ops(settings, store);
     match cmd {
         TokenCommand::Create(args) => create(settings, store, args).await,
         TokenCommand::Import(args) => import(settings, store, args).await,
         TokenCommand::List { user, version, json } => {
             let mut filter = TokenFilter::default();
             if let Some(name) = user {
-                filter.user_ids = vec![find_user(store, &name).await?.id];
+                filter.user_ids = vec![find_user(&ops, &name).await?.id];
             }
             if let Some(v) = version {
                 filter.version = Some(TokenVersion::from_u8(v)?);
             }
-            let (_, rows) = store.list_tokens(&filter, ALL).await?;
+            let (_, rows) = ops.tokens(&OPERATOR, filter, ALL).await?;
             if json {
                 print_json(&Value::Array(rows.iter().map(|r| api_json::token(&b, r, false)).collect()))?;
             } else {
@@ -36,7 +39,7 @@ pub(crate) async fn token(settings: &Settings, store: &AnyStore, cmd: TokenComma
             Ok(())
         }
         TokenCommand::Show { id, json } => {
-            let r = store.token(id).await?.ok_or_else(|| anyhow!("no token with id {id}"))?;
+            let r = ops.token(&OPERATOR, id).await.map_err(|e| not_found(e, id))?;
             if json {
                 print_json(&api_json::token(&b, &r, false))?;
             } else {
@@ -44,20 +47,20 @@ pub(crate) async fn token(settings: &Settings, store: &AnyStore, cmd: TokenComma
             }
             Ok(())
         }
-        TokenCommand::Disable { id } => set_enabled(store, id, false).await,
-        TokenCommand::Enable { id } => set_enabled(store, id, true).await,
+        TokenCommand::Disable { id } | TokenCommand::Enable { id } => {
+            let enabled = matches!(cmd, TokenCommand::Enable { .. });
+            ops.set_token_enabled(&OPERATOR, id, enabled).await.map_err(|e| not_found(e, id))?;
+            line(format!("{} token {id}", if enabled { "enabled" } else { "disabled" }))?;
+            Ok(())
+        }
         TokenCommand::Delete { id } => {
-            store.delete_token(id).await.map_err(|e| not_found(e, id))?;
+            ops.delete_token(&OPERATOR, id).await.map_err(|e| not_found(e, id))?;
             line(format!("deleted token {id}"))?;
             Ok(())
         }
         TokenCommand::Rotate { id, overlap, json } => {
             let overlap = parse_duration(&overlap)?;
-            let (record, r) =
-                rotate_token(store, &settings.peppers, id, overlap).await.map_err(|e| match e {
-                    RotateTokenError::NotFound => anyhow!("no token with id {id}"),
-                    other => other.into(),
-                })?;
+            let (record, r) = ops.rotate_token(&OPERATOR, id, overlap).await.map_err(|e| not_found(e, id))?;
             if json {
                 let mut v = api_json::token_with_secret(&b, &record, &r.secret);
                 if let Value::Object(o) = &mut v {
@@ -84,15 +87,6 @@ pub(crate) async fn token(settings: &Settings, store: &AnyStore, cmd: TokenComma
             Ok(())
         }
     }
-}
-
-async fn set_enabled(store: &AnyStore, id: i64, enabled: bool) -> Result<()> {
-    store
-        .update_token(id, TokenPatch { enabled: Some(enabled), ..Default::default() })
-        .await
-        .map_err(|e| not_found(e, id))?;
-    line(format!("{} token {id}", if enabled { "enabled" } else { "disabled" }))?;
-    Ok(())
 }
 
 fn print_created(settings: &Settings, created: &Created, owner: &str, json: bool) -> Result<()> {
@@ -123,17 +117,19 @@ fn spec(o: &NewTokenOptions, version: TokenVersion) -> Result<TokenSpec> {
 }
 
 async fn create(settings: &Settings, store: &AnyStore, args: TokenCreateArgs) -> Result<()> {
+    let ops = ops(settings, store);
     let o = &args.options;
-    let owner = find_user(store, &o.user).await?;
+    let owner = find_user(&ops, &o.user).await?;
     let spec = spec(o, TokenVersion::from_u8(args.version)?)?;
-    let created = create_token(store, &settings.peppers, settings.v1_policy, owner.id, spec).await?;
+    let created = ops.create_token(&OPERATOR, &owner, spec).await?;
     print_created(settings, &created, &owner.username, o.json)
 }
 
 /// Reads `nbt_<key>.<secret>` (or `Bearer nbt_…`) from stdin and stores it as a v2 token.
 async fn import(settings: &Settings, store: &AnyStore, args: TokenImportArgs) -> Result<()> {
+    let ops = ops(settings, store);
     let o = &args.options;
-    let owner = find_user(store, &o.user).await?;
+    let owner = find_user(&ops, &o.user).await?;
     let mut input = String::new();
     std::io::stdin().take(4096).read_to_string(&mut input).context("cannot read the token from stdin")?;
     let input = SecretString::new(input);
@@ -143,20 +139,15 @@ async fn import(settings: &Settings, store: &AnyStore, args: TokenImportArgs) ->
         bail!("no token on stdin: pipe in nbt_<key>.<secret>");
     }
     let (key, secret) = Secret::parse_full(value).context("cannot import")?;
-    let created = create_token(
-        store,
-        &settings.peppers,
-        settings.v1_policy,
-        owner.id,
-        TokenSpec {
-            chosen: Some(SecretString::from(secret.expose())),
-            chosen_key: Some(key),
-            ..spec(o, TokenVersion::V2)?
-        },
-    )
-    .await
-    .map_err(|e| match e {
-        nbtoken_server::service::CreateError::ValueInUse => anyhow!("a token with this key already exists"),
+    let spec = TokenSpec {
+        chosen: Some(SecretString::from(secret.expose())),
+        chosen_key: Some(key),
+        ..spec(o, TokenVersion::V2)?
+    };
+    let created = ops.create_token(&OPERATOR, &owner, spec).await.map_err(|e| match e {
+        Error::Invalid(i) if i.of("token").is_some_and(|m| m.iter().any(|m| m == MSG_VALUE_IN_USE)) => {
+            anyhow!("a token with this key already exists")
+        }
         other => other.into(),
     })?;
     if o.json {

@@ -1,42 +1,32 @@
-//! `nbtoken user …`
+//! `nbtoken user …`: parses the flags, calls the user operations of `nbtoken_manage` as the
+//! operator, and prints the answer.
 
-use anyhow::{anyhow, bail, Result};
-use nbtoken_core::password::hash_password;
-use nbtoken_server::json as api_json;
-use nbtoken_store::{AnyStore, NewUser, Store, UserFilter, UserPatch};
+use anyhow::Result;
+use nbtoken_core::SecretString;
+use nbtoken_manage::json as api_json;
+use nbtoken_manage::{AccountChanges, Inline, NewAccount, Ops};
+use nbtoken_store::{AnyStore, UserFilter, UserPatch};
 use serde_json::Value;
 
-use super::{base, find_user, ALL};
+use super::{base, find_user, ops, ALL, OPERATOR};
 use crate::cli::UserCommand;
 use crate::output::{line, print_json, users_table};
-use crate::settings::read_password_stdin;
+use crate::settings::{read_password_stdin, Settings};
 
-pub(crate) async fn user(store: &AnyStore, cmd: UserCommand) -> Result<()> {
+pub(crate) async fn user(settings: &Settings, store: &AnyStore, cmd: UserCommand) -> Result<()> {
+    let ops = ops(settings, store);
     match cmd {
         UserCommand::Create { name, superuser, grant_tokens, password_stdin, json } => {
-            if !nbtoken_core::password::valid_username(&name) {
-                bail!("invalid username {name:?}: use 1 to 150 letters, digits and @ . + - _ (as the API requires)");
-            }
-            let password_hash = if password_stdin {
-                let pw = read_password_stdin()?;
-                Some(hash_password(pw.expose()).map_err(|e| anyhow!("{e}"))?)
-            } else {
-                None
+            let password = if password_stdin { Some(read_password_stdin()?) } else { None };
+            let account = NewAccount {
+                username: name,
+                password,
+                is_superuser: superuser,
+                // Unset: the operation's default (a superuser may grant tokens).
+                can_grant_tokens: grant_tokens.then_some(true),
+                ..Default::default()
             };
-            let u = store
-                .create_user(NewUser {
-                    username: name.clone(),
-                    password_hash,
-                    is_active: true,
-                    is_superuser: superuser,
-                    can_grant_tokens: grant_tokens || superuser,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| match e {
-                    nbtoken_store::StoreError::Conflict(_) => anyhow!("a user named {name:?} already exists"),
-                    other => other.into(),
-                })?;
+            let u = ops.create_user(&OPERATOR, account).await?;
             if json {
                 print_json(&api_json::user(&base(None), &u, false))?;
             } else {
@@ -44,7 +34,7 @@ pub(crate) async fn user(store: &AnyStore, cmd: UserCommand) -> Result<()> {
             }
         }
         UserCommand::List { json } => {
-            let (_, users) = store.list_users(&UserFilter::default(), ALL).await?;
+            let (_, users) = ops.users(&OPERATOR, UserFilter::default(), ALL).await?;
             if json {
                 let b = base(None);
                 print_json(&Value::Array(users.iter().map(|u| api_json::user(&b, u, false)).collect()))?;
@@ -53,32 +43,39 @@ pub(crate) async fn user(store: &AnyStore, cmd: UserCommand) -> Result<()> {
             }
         }
         UserCommand::SetPassword { name, password_stdin } => {
-            let u = find_user(store, &name).await?;
+            let u = find_user(&ops, &name).await?;
             let (pw, generated) = if password_stdin {
                 (read_password_stdin()?, false)
             } else {
                 (nbtoken_core::password::generate_password()?, true)
             };
-            let hash = hash_password(pw.expose()).map_err(|e| anyhow!("{e}"))?;
-            store
-                .update_user(u.id, UserPatch { password_hash: Some(Some(hash)), ..Default::default() })
-                .await?;
-            if generated {
-                line(format!("new password for {name} (shown once): {}", pw.expose()))?;
-            } else {
-                line(format!("password of {name} changed"))?;
+            let shown = generated.then(|| pw.expose().to_owned()).map(SecretString::new);
+            ops.set_password(&OPERATOR, &u, pw).await?;
+            match shown {
+                Some(pw) => line(format!("new password for {name} (shown once): {}", pw.expose()))?,
+                None => line(format!("password of {name} changed"))?,
             }
         }
-        UserCommand::Disable { name } => {
-            let u = find_user(store, &name).await?;
-            store.update_user(u.id, UserPatch { is_active: Some(false), ..Default::default() }).await?;
-            line(format!("disabled user {name}: their tokens no longer authenticate"))?;
-        }
-        UserCommand::Enable { name } => {
-            let u = find_user(store, &name).await?;
-            store.update_user(u.id, UserPatch { is_active: Some(true), ..Default::default() }).await?;
-            line(format!("enabled user {name}"))?;
+        UserCommand::Disable { name } => set_active(&ops, &name, false).await?,
+        UserCommand::Enable { name } => set_active(&ops, &name, true).await?,
+        UserCommand::Delete { name } => {
+            let u = find_user(&ops, &name).await?;
+            ops.delete_user(&OPERATOR, u.id).await?;
+            line(format!("deleted user {name} and their tokens"))?;
         }
     }
     Ok(())
+}
+
+/// `user enable` and `user disable`.
+async fn set_active(ops: &Ops<'_, AnyStore, Inline>, name: &str, active: bool) -> Result<()> {
+    let u = find_user(ops, name).await?;
+    let fields = UserPatch { is_active: Some(active), ..Default::default() };
+    let changes = AccountChanges { fields, password: None };
+    ops.update_user(&OPERATOR, &u, changes).await?;
+    if active {
+        line(format!("enabled user {name}"))
+    } else {
+        line(format!("disabled user {name}: their tokens no longer authenticate"))
+    }
 }

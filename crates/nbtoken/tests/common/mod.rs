@@ -20,6 +20,19 @@ pub fn nbtoken(dir: &std::path::Path) -> Command {
     c
 }
 
+/// Runs nbtoken in `dir` with the variables `env` and `args`, which must succeed:
+/// its stdout and stderr.
+pub fn cli_ok(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (String, String) {
+    let (ok, out, err) = run(nbtoken(dir).envs(env.iter().copied()).args(args), stdin);
+    assert!(ok, "{args:?}: {err}");
+    (out, err)
+}
+
 pub fn run(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     if let Some(input) = stdin {
@@ -31,9 +44,7 @@ pub fn run(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
     (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use nbtoken_testkit::free_port;
 
 pub struct Served {
     pub child: Child,
@@ -117,12 +128,49 @@ pub fn serve_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Served {
     Served { child, stdout_lines, addr: addr.expect("no listening line"), first_start }
 }
 
+/// Waits until `GET {base}/livez` answers 200; `what` names the process when it never does.
+pub fn wait_live(base: &str, what: &str, limit: Duration) {
+    let started = Instant::now();
+    while curl(&[&format!("{base}/livez")]).0 != 200 {
+        assert!(started.elapsed() < limit, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `nbtoken serve` from `cmd` (an [`nbtoken`] command with its environment) on a free
+/// port, stdout discarded and stderr piped for the test to read; returns it once it is live,
+/// with its base URL.
+pub fn start_serve(cmd: &mut Command) -> (Child, String) {
+    let port = free_port();
+    let child = cmd
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_live(&base, "server", Duration::from_secs(20));
+    (child, base)
+}
+
 pub fn curl(args: &[&str]) -> (u16, String) {
     let out =
         Command::new("curl").args(["-s", "-o", "-", "-w", "\n%{http_code}"]).args(args).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     let (body, code) = text.rsplit_once('\n').unwrap();
     (code.trim().parse().unwrap(), body.to_owned())
+}
+
+/// [`curl`] sending `body` as JSON with `method` to `url`, with the `Authorization` value
+/// `auth` when there is one.
+pub fn curl_json(method: &str, url: &str, auth: Option<&str>, body: &str) -> (u16, String) {
+    let auth = auth.map(|a| format!("Authorization: {a}"));
+    let mut args = vec!["-X", method, "-H", "Content-Type: application/json", "--data-binary", body];
+    if let Some(a) = &auth {
+        args.extend(["-H", a.as_str()]);
+    }
+    args.push(url);
+    curl(&args)
 }
 
 /// A virtualenv with pynetbox 7.8.0 from PyPI, made once under the target directory in

@@ -47,6 +47,8 @@ pub struct NetBox {
     pub admin_token: String,
     /// The prepared directory (virtualenv and configuration).
     pub root: PathBuf,
+    /// The port of its private Redis (another gunicorn on the same NetBox uses it too).
+    pub redis_port: u16,
     // Closing this (when the test binary exits) makes the supervisor tear everything down.
     _supervisor_stdin: Mutex<ChildStdin>,
     _supervisor: Mutex<Child>,
@@ -63,28 +65,39 @@ pub struct Created {
     pub json: Value,
 }
 
-static NETBOX: OnceLock<Option<NetBox>> = OnceLock::new();
+/// The NetBoxes of this test binary by name, each started on first use.
+static NETBOXES: Mutex<Vec<(&'static str, &'static NetBoxCell)>> = Mutex::new(Vec::new());
 
-/// The NetBox of this test binary, started on first use; `None` (with a printed skip) when
-/// `NBTOKEN_TEST_NETBOX` is not set and `CI` is not set.
+/// One named NetBox: `None` once it is known that none can run here.
+type NetBoxCell = OnceLock<Option<NetBox>>;
+
+/// The NetBox the test modules share, started on first use; `None` (with a printed skip) when
+/// `NBTOKEN_TEST_NETBOX` is not set and `CI` is not set. Tests on it make their own users and
+/// tokens (under a prefix) and never assume they are alone there.
 pub fn netbox() -> Option<&'static NetBox> {
-    NETBOX
-        .get_or_init(|| match std::env::var("NBTOKEN_TEST_NETBOX") {
-            Ok(root) if !root.trim().is_empty() => Some(NetBox::start(Path::new(root.trim()))),
-            _ => {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "CI is set but NBTOKEN_TEST_NETBOX is not: run ./test.sh, which prepares NetBox"
-                );
-                // Written past the test harness's output capture, so `cargo test` shows it.
-                let _ = std::io::Write::write_all(
-                    &mut std::io::stderr().lock(),
-                    b"skipped: NBTOKEN_TEST_NETBOX not set, real-NetBox tests not run (./test.sh prepares NetBox and runs them)\n",
-                );
-                None
+    netbox_named("shared")
+}
+
+/// A NetBox of its own for a module whose tests need the whole NetBox (e.g. a migration that
+/// acts on every v1 token): `name` tells it apart; the same name gives the same NetBox.
+pub fn netbox_named(name: &'static str) -> Option<&'static NetBox> {
+    let cell = {
+        let mut all = NETBOXES.lock().unwrap_or_else(|e| e.into_inner());
+        match all.iter().find(|(n, _)| *n == name) {
+            Some((_, cell)) => *cell,
+            None => {
+                let cell: &'static NetBoxCell = Box::leak(Box::new(OnceLock::new()));
+                all.push((name, cell));
+                cell
             }
-        })
-        .as_ref()
+        }
+    };
+    // Started outside the lock: two named NetBoxes start side by side.
+    cell.get_or_init(|| {
+        nbtoken_testkit::env_or_skip("NBTOKEN_TEST_NETBOX", "the real-NetBox tests")
+            .map(|root| NetBox::start(Path::new(&root)))
+    })
+    .as_ref()
 }
 
 fn pg_base() -> String {
@@ -220,6 +233,7 @@ impl NetBox {
             admin_username,
             admin_token,
             root: root.to_owned(),
+            redis_port,
             _supervisor_stdin: Mutex::new(stdin),
             _supervisor: Mutex::new(supervisor),
         }
@@ -241,25 +255,53 @@ impl NetBox {
     /// Calls NetBox's REST API with curl: `(status, JSON body or Null)`. `token` is sent with
     /// the keyword its shape calls for (`Bearer` for `nbt_…`, else `Token`).
     pub fn api(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
-        let mut args: Vec<String> =
-            vec!["-s".into(), "-X".into(), method.into(), "-H".into(), "Accept: application/json".into()];
-        if let Some(t) = token {
-            let kw = if t.starts_with("nbt_") { "Bearer" } else { "Token" };
-            args.extend(["-H".into(), format!("Authorization: {kw} {t}")]);
+        api_call(&self.url, method, path, token, body)
+    }
+
+    /// Starts another NetBox web server (gunicorn, one worker) on the same database and Redis,
+    /// configured with these peppers (`API_TOKEN_PEPPERS`, through `NBT_NETBOX_PEPPERS`): what a
+    /// restart of NetBox with another pepper configuration serves. It stops when dropped.
+    pub fn with_peppers(&self, peppers: &[(u16, &str)]) -> NetBoxWeb {
+        let json = serde_json::Value::Object(
+            peppers.iter().map(|(id, p)| (id.to_string(), Value::String((*p).to_owned()))).collect(),
+        )
+        .to_string();
+        let port = free_port();
+        let child = Command::new(self.root.join("venv/bin/gunicorn"))
+            .args(["--bind", &format!("127.0.0.1:{port}"), "--workers", "1", "--threads", "4"])
+            .args(["--timeout", "120", "netbox.wsgi:application"])
+            .env("NETBOX_ROOT", &self.root)
+            .env("NBT_NETBOX_DB", &self.db)
+            .env("NBT_NETBOX_REDIS_PORT", self.redis_port.to_string())
+            .env("NBT_NETBOX_PEPPERS", &json)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gunicorn of the prepared NetBox");
+        let web = NetBoxWeb { url: format!("http://127.0.0.1:{port}"), child };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !matches!(web.api("GET", "/api/status/", None, None).0, 200 | 403) {
+            assert!(Instant::now() < deadline, "NetBox with peppers {json} did not answer within 120 s");
+            std::thread::sleep(Duration::from_millis(250));
         }
-        if let Some(b) = body {
-            args.extend([
-                "-H".into(),
-                "Content-Type: application/json".into(),
-                "--data-binary".into(),
-                b.to_string(),
-            ]);
-        }
-        args.extend(["-w".into(), "\n%{http_code}".into(), format!("{}{}", self.url, path)]);
-        let out = Command::new("curl").args(&args).output().unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        (code.trim().parse().unwrap(), serde_json::from_str(body).unwrap_or(Value::Null))
+        web
+    }
+
+    /// Runs Python in NetBox's Django shell (`netbox shell -c`), as an operator would; returns
+    /// what it printed, failing the test when the shell fails.
+    pub fn shell(&self, code: &str) -> String {
+        let peppers = format!("{{\"{PEPPER_ID}\": \"{PEPPER}\"}}");
+        let out = Command::new(self.root.join("venv/bin/netbox"))
+            .args(["shell", "--no-imports", "-c", code])
+            .env("NETBOX_ROOT", &self.root)
+            .env("NBT_NETBOX_DB", &self.db)
+            .env("NBT_NETBOX_REDIS_PORT", self.redis_port.to_string())
+            .env("NBT_NETBOX_PEPPERS", &peppers)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "netbox shell failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Creates a user through the REST API (superuser by SQL, as the API cannot grant it); returns its id.
@@ -300,6 +342,72 @@ impl NetBox {
     pub fn token(&self, id: i64) -> (u16, Value) {
         self.api("GET", &format!("/api/users/tokens/{id}/"), Some(&self.admin_token), None)
     }
+}
+
+/// Another NetBox web server on the same database ([`NetBox::with_peppers`]), stopped when dropped.
+pub struct NetBoxWeb {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    child: Child,
+}
+
+impl NetBoxWeb {
+    /// Calls its REST API, as [`NetBox::api`] does.
+    pub fn api(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+        api_call(&self.url, method, path, token, body)
+    }
+}
+
+impl Drop for NetBoxWeb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One REST call with curl: `(status, JSON body or Null)`; the token's keyword follows its shape.
+pub fn api_call(
+    url: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut args: Vec<String> =
+        vec!["-s".into(), "-X".into(), method.into(), "-H".into(), "Accept: application/json".into()];
+    if let Some(t) = token {
+        let kw = if t.starts_with("nbt_") { "Bearer" } else { "Token" };
+        args.extend(["-H".into(), format!("Authorization: {kw} {t}")]);
+    }
+    if let Some(b) = body {
+        args.extend([
+            "-H".into(),
+            "Content-Type: application/json".into(),
+            "--data-binary".into(),
+            b.to_string(),
+        ]);
+    }
+    args.extend(["-w".into(), "\n%{http_code}".into(), format!("{}{}", url, path)]);
+    let out = Command::new("curl").args(&args).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// A GET-style call with a token and extra request headers: `(status, JSON body or Null)`.
+pub fn api_call_with(url: &str, method: &str, path: &str, token: &str, headers: &[&str]) -> (u16, Value) {
+    let kw = if token.starts_with("nbt_") { "Bearer" } else { "Token" };
+    let mut args: Vec<String> =
+        vec!["-s".into(), "-X".into(), method.into(), "-H".into(), "Accept: application/json".into()];
+    args.extend(["-H".into(), format!("Authorization: {kw} {token}")]);
+    for h in headers {
+        args.extend(["-H".into(), (*h).to_owned()]);
+    }
+    args.extend(["-w".into(), "\n%{http_code}".into(), format!("{url}{path}")]);
+    let out = Command::new("curl").args(&args).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 fn nbtoken_suffix() -> String {

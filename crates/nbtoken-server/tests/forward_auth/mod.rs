@@ -5,10 +5,6 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[macro_use]
-#[path = "../harness/mod.rs"]
-mod harness;
-
 mod checked_configs;
 mod contract;
 mod matrix;

@@ -367,6 +367,9 @@ async fn check(
     }
     match decision {
         Ok(v) => {
+            if v.version == TokenVersion::V1 {
+                state.touches.count_v1_use(v.token_id, now);
+            }
             if state.config.v1_policy.warns(v.version) {
                 tracing::info!(token_id = v.token_id, user_id = v.user_id, %client_ip, "v1 token used; migrate it to v2");
             }

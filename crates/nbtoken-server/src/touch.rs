@@ -4,14 +4,19 @@
 //! once; across batches the core's 60-second rule (and the `recent` map here,
 //! which covers the time before the row is re-read) keep writes to at most
 //! one per token per minute.
+//!
+//! Every successful v1 authentication is also counted here, per token and UTC
+//! day, in memory ([`Toucher::count_v1_use`]); the writer adds the counts to the
+//! store with each batch (the Migration page's "v1 uses per day"). Counting
+//! takes one short lock and wakes the writer only when the map was empty.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nbtoken_store::{Store, Touch};
-use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use nbtoken_store::{DayUses, Store, Touch};
+use time::{Date, OffsetDateTime};
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use crate::cache::TokenCache;
@@ -20,19 +25,56 @@ use crate::AppStore;
 
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
 const QUEUE: usize = 10_000;
+/// (token, day) pairs counted between two flushes at most; more are dropped, as a full queue drops.
+const COUNTED_MAX: usize = 100_000;
+
+/// v1 uses counted since the last flush, and the writer's wake-up for them.
+#[derive(Default)]
+struct V1Counts {
+    counts: Mutex<HashMap<(i64, Date), u64>>,
+    pending: Notify,
+}
+
+impl V1Counts {
+    /// Takes every count (leaving none), as the store adds them.
+    fn take(&self) -> Vec<DayUses> {
+        let counts = std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner()));
+        counts.into_iter().map(|((token_id, day), uses)| DayUses { token_id, day, uses }).collect()
+    }
+}
 
 /// The sending side, held by the server state.
 pub struct Toucher {
     tx: Mutex<Option<mpsc::Sender<Touch>>>,
     recent: Mutex<HashMap<i64, OffsetDateTime>>,
+    v1: Arc<V1Counts>,
 }
 
 impl Toucher {
     /// Starts the writer task.
     pub fn start(store: AppStore, cache: Arc<TokenCache>, metrics: Arc<Metrics>) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let handle = tokio::spawn(writer(store, cache, metrics, rx));
-        (Self { tx: Mutex::new(Some(tx)), recent: Mutex::new(HashMap::new()) }, handle)
+        let v1 = Arc::new(V1Counts::default());
+        let handle = tokio::spawn(writer(store, cache, metrics, rx, v1.clone()));
+        (Self { tx: Mutex::new(Some(tx)), recent: Mutex::new(HashMap::new()), v1 }, handle)
+    }
+
+    /// Counts one successful v1 authentication of `token_id` at `at` (on its UTC day); the
+    /// writer adds the counts to the store with its next batch. Never waits on the store.
+    pub fn count_v1_use(&self, token_id: i64, at: OffsetDateTime) {
+        let day = at.to_offset(time::UtcOffset::UTC).date();
+        let was_empty = {
+            let mut counts = self.v1.counts.lock().unwrap_or_else(|p| p.into_inner());
+            let was_empty = counts.is_empty();
+            if counts.len() < COUNTED_MAX || counts.contains_key(&(token_id, day)) {
+                *counts.entry((token_id, day)).or_default() += 1;
+            }
+            was_empty
+        };
+        if was_empty {
+            // A stored permit: the writer wakes even if it is busy flushing right now.
+            self.v1.pending.notify_one();
+        }
     }
 
     /// Queues a write unless this token was queued in the last minute (and no re-hash is due).
@@ -69,19 +111,41 @@ async fn writer(
     cache: Arc<TokenCache>,
     metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<Touch>,
+    v1: Arc<V1Counts>,
 ) {
     let mut batch: Vec<Touch> = Vec::new();
     loop {
-        let first = rx.recv().await;
-        let Some(first) = first else { break };
-        batch.push(first);
+        // A touch or a first v1 count starts a batch: counts alone wake the writer too, since
+        // within a minute a token's uses queue no touch.
+        tokio::select! {
+            first = rx.recv() => {
+                let Some(first) = first else { break };
+                batch.push(first);
+            }
+            () = v1.pending.notified() => {}
+        }
         tokio::time::sleep(FLUSH_EVERY).await;
         while let Ok(t) = rx.try_recv() {
             batch.push(t);
         }
         flush(&store, &cache, &metrics, &mut batch).await;
+        add_v1_uses(&store, &metrics, &v1).await;
     }
     flush(&store, &cache, &metrics, &mut batch).await;
+    add_v1_uses(&store, &metrics, &v1).await;
+}
+
+/// Adds the v1 uses counted since the last call to the store. Counts the store refuses are
+/// dropped with a warning: like `last_used`, they are advisory.
+async fn add_v1_uses(store: &AppStore, metrics: &Metrics, v1: &V1Counts) {
+    let counts = v1.take();
+    if counts.is_empty() {
+        return;
+    }
+    if let Err(e) = store.add_v1_uses(&counts).await {
+        metrics.store_error();
+        tracing::warn!(error = %e, count = counts.len(), "could not write v1 use counts");
+    }
 }
 
 async fn flush(store: &AppStore, cache: &TokenCache, metrics: &Metrics, batch: &mut Vec<Touch>) {

@@ -25,6 +25,7 @@ on_every_backend!(
     hints_travel_beside_the_netbox_detail,
     last_used_is_written_without_waiting,
     last_used_ip_is_recorded,
+    every_v1_use_is_counted_for_today,
     v1_policy_warn_announces_deprecation_and_sunset,
     v1_policy_allow_adds_no_headers,
     rest_tokens_without_allowed_ips_read_back_as_an_empty_list,
@@ -553,6 +554,38 @@ async fn last_used_ip_is_recorded(b: Backend) {
     // An nbtoken extension of the full shape, absent from the brief one.
     let (_, brief) = s.admin(Method::GET, &format!("{path}?brief=1"), None).await;
     assert!(brief.get("last_used_ip").is_none());
+}
+
+async fn every_v1_use_is_counted_for_today(b: Backend) {
+    use nbtoken_store::Store;
+    let s = Server::start(b).await;
+    let (_, list) = s.admin(Method::GET, TOKENS, None).await;
+    let v1 = list["results"].as_array().unwrap().iter().find(|t| t["version"] == 1).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    const N: u64 = 7;
+    // Within a minute these queue one last_used write, but each is a use.
+    for _ in 0..N {
+        check(&s, "GET", "/api/status/", Some(format!("Token {V1_PLAIN}").as_bytes()), "200").await;
+    }
+    // Neither a v2 use nor a refused v1 token counts.
+    check(&s, "GET", "/api/status/", Some(s.admin_bearer().as_bytes()), "200").await;
+    check(&s, "GET", TOKENS, Some(format!("Token {}", "f".repeat(40)).as_bytes()), "403 Invalid v1 token")
+        .await;
+    let today = time::OffsetDateTime::now_utc().date();
+    let counted = || async {
+        let days = s.store.v1_uses_per_day(1, None).await.unwrap();
+        assert!(days.iter().all(|d| d.day == today), "{days:?}");
+        days.iter().map(|d| d.uses).sum::<u64>()
+    };
+    // Counted in memory and added with the batches, off the request path.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while counted().await < N && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(counted().await, N);
+    let of_v1 = s.store.v1_uses_per_day(30, Some(v1)).await.unwrap();
+    assert_eq!(of_v1.iter().map(|d| (d.day, d.uses)).collect::<Vec<_>>(), [(today, N)]);
 }
 
 async fn v1_policy_warn_announces_deprecation_and_sunset(b: Backend) {

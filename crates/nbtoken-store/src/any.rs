@@ -190,6 +190,8 @@ delegate_store! {
     fn rotate_token(&self, id: i64, pepper_id: PepperId, digest: Digest, previous: Option<PreviousSecret>)
         -> Result<TokenRecord>;
     fn apply_touches(&self, touches: &[Touch]) -> Result<()>;
+    fn add_v1_uses(&self, counts: &[crate::DayUses]) -> Result<()>;
+    fn v1_uses_per_day(&self, days: u32, token_id: Option<i64>) -> Result<Vec<crate::DayUses>>;
     fn pepper_usage(&self) -> Result<Vec<PepperUsage>>;
     fn ping(&self) -> Result<()>;
     fn health(&self) -> crate::Health;

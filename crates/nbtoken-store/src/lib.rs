@@ -386,6 +386,20 @@ pub struct PepperUsage {
     pub last_used: Option<OffsetDateTime>,
 }
 
+/// How many times one v1 token authenticated on one UTC day (counted by the server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DayUses {
+    /// The token.
+    pub token_id: i64,
+    /// The UTC day.
+    pub day: time::Date,
+    /// Successful authentications that day.
+    pub uses: u64,
+}
+
+/// Days of per-day v1 use counts a store keeps: older ones are dropped as counts are added.
+pub const USE_DAYS_KEPT: u32 = 400;
+
 /// Persistence for users and tokens. Every backend passes the same test suite.
 ///
 /// Futures are `Send` so the server can hold a store in shared state.
@@ -441,6 +455,17 @@ pub trait Store: Send + Sync + 'static {
     /// (the address of the latest touch), and only when `last_used` moves
     /// forward. Tokens deleted meanwhile are skipped.
     fn apply_touches(&self, touches: &[Touch]) -> impl Future<Output = Result<()>> + Send;
+    /// Adds per-day v1 use counts (`uses = uses + n` for each token and day; a token deleted
+    /// meanwhile is skipped) and drops the counts older than [`USE_DAYS_KEPT`] days.
+    fn add_v1_uses(&self, counts: &[DayUses]) -> impl Future<Output = Result<()>> + Send;
+    /// The v1 uses per UTC day of the last `days` days (today included), of every token that
+    /// still exists or only of `token_id`: ascending by day, days without a use left out
+    /// (each [`DayUses::token_id`] is that token's, or 0 for the total).
+    fn v1_uses_per_day(
+        &self,
+        days: u32,
+        token_id: Option<i64>,
+    ) -> impl Future<Output = Result<Vec<DayUses>>> + Send;
     /// Per pepper id, how many v2 tokens use it and when one was last used.
     fn pepper_usage(&self) -> impl Future<Output = Result<Vec<PepperUsage>>> + Send;
     /// Cheap round trip, for health checks.

@@ -351,6 +351,16 @@ impl Store for NetBoxStore {
         self.inner.db.guard(self.write_touches(touches)).await
     }
 
+    /// Counts go to `nbtoken.v1_use_days`, even in NetBox's maintenance mode: they are
+    /// nbtoken's own table, not NetBox's.
+    async fn add_v1_uses(&self, counts: &[crate::DayUses]) -> Result<()> {
+        self.inner.add_v1_uses(counts).await
+    }
+
+    async fn v1_uses_per_day(&self, days: u32, token_id: Option<i64>) -> Result<Vec<crate::DayUses>> {
+        self.inner.v1_uses_per_day(days, token_id).await
+    }
+
     async fn pepper_usage(&self) -> Result<Vec<PepperUsage>> {
         self.inner.pepper_usage().await
     }

@@ -70,6 +70,7 @@ macro_rules! mount_suite {
             apply_touches_never_moves_last_used_backwards,
             apply_touches_record_the_client_ip,
             apply_touches_rehash_and_skips_deleted,
+            v1_uses_add_up_per_day_and_go_with_their_token,
             rotate_token_sets_and_clears_previous,
             pepper_usage_counts_current_and_overlapping_peppers,
             no_v2_secret_reaches_storage,

@@ -1,8 +1,9 @@
 //! The Migration page: where the move from v1 to v2 tokens stands, the replacements, two
 //! charts drawn here as SVG, and finalize with a preview of what it will change.
 //!
-//! The store keeps each token's last use only, not every use: the page counts v1 tokens by
-//! when they were last used, and says so. Pairing and the finalize decisions are core's
+//! Two views of v1 use: the v1 uses per UTC day of the last 30 days (every successful v1
+//! authentication, counted by the server and kept by the store for about 400 days), and the
+//! v1 tokens by when they were last used. Pairing and the finalize decisions are core's
 //! (`nbtoken_core::migrate`); reading and finalizing are the operations' (superusers only).
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use nbtoken_core::migrate::{
     apply_decision, finalize_acts, finalize_decision, Apply, Finalize, PlanItem, TokenInfo,
 };
 use nbtoken_manage::migrate::{self, FinalizeAction, Plan};
+use nbtoken_store::{DayUses, Store};
 use time::{Duration, OffsetDateTime};
 
 use super::{checked_form, render, when, Failure, Layout, Signed};
@@ -62,6 +64,67 @@ impl Chart {
     }
 }
 
+/// One column of a [`Columns`] chart, laid out.
+pub struct Column {
+    pub label: String,
+    pub value: u64,
+    pub x: u32,
+    pub y: u32,
+    pub height: u32,
+}
+
+/// A date under a [`Columns`] chart.
+pub struct Tick {
+    pub text: String,
+    pub x: u32,
+    pub anchor: &'static str,
+}
+
+/// A vertical bar chart of a series (one column per day), laid out for `columns.html`'s SVG:
+/// 30 horizontal [`Chart`] rows would be far too tall.
+pub struct Columns {
+    pub title: String,
+    pub max: u64,
+    pub bars: Vec<Column>,
+    pub ticks: Vec<Tick>,
+}
+
+const COL_LEFT: u32 = 42;
+const COL_SLOT: u32 = 25;
+const COL_BASE: u32 = 150;
+const COL_MAX: u32 = 130;
+
+impl Columns {
+    /// `data` left to right, labelled under the first, middle and last column by `tick`.
+    fn new(title: &str, data: Vec<(String, u64)>, tick: impl Fn(&str) -> String) -> Self {
+        let max = data.iter().map(|(_, v)| *v).max().unwrap_or(0);
+        let bars: Vec<Column> = data
+            .into_iter()
+            .enumerate()
+            .map(|(i, (label, value))| {
+                let x = COL_LEFT + u32::try_from(i).unwrap_or(0) * COL_SLOT;
+                // Proportional, and a sliver for a zero so every day reads as a column.
+                let height = u32::try_from(value.saturating_mul(u64::from(COL_MAX)) / max.max(1))
+                    .unwrap_or(COL_MAX)
+                    .max(1);
+                Column { label, value, x, y: COL_BASE - height, height }
+            })
+            .collect();
+        let mut ticks = Vec::new();
+        if let (Some(first), Some(last)) = (bars.first(), bars.last()) {
+            ticks.push(Tick { text: tick(&first.label), x: first.x, anchor: "start" });
+            let mid = &bars[bars.len() / 2];
+            if bars.len() > 2 {
+                ticks.push(Tick { text: tick(&mid.label), x: mid.x + 9, anchor: "middle" });
+            }
+            if bars.len() > 1 {
+                ticks.push(Tick { text: tick(&last.label), x: last.x + 19, anchor: "end" });
+            }
+        }
+        Columns { title: title.to_owned(), max, bars, ticks }
+    }
+}
+
 /// One v1 token as the page lists it.
 pub struct V1Row {
     pub id: i64,
@@ -94,7 +157,14 @@ struct MigrationPage {
     unreplaced: usize,
     peppers: Chart,
     ages: Chart,
+    /// v1 uses per day, or `None` when the store could not say.
+    daily: Option<Columns>,
+    /// The v1 uses of the last [`DAILY_DAYS`] days, in all.
+    daily_total: u64,
 }
+
+/// Days the per-day chart shows, today included.
+const DAILY_DAYS: u32 = 30;
 
 /// `GET /ui/migration/`.
 pub async fn page(State(state): State<Arc<AppState>>, signed: Signed) -> Response {
@@ -110,9 +180,35 @@ pub async fn page(State(state): State<Arc<AppState>>, signed: Signed) -> Respons
                 .page(Some(&signed))
         }
     };
+    // Counts of this server's store (the authentications it saw), whichever target finalizes.
+    let daily = match state.store.v1_uses_per_day(DAILY_DAYS, None).await {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the v1 uses per day");
+            None
+        }
+    };
     let now = OffsetDateTime::now_utc();
     let items = nbtoken_core::migrate::plan(&tokens);
-    render(&build(Layout::of(&signed, "migration"), &tokens, &items, now))
+    render(&build(Layout::of(&signed, "migration"), &tokens, &items, daily.as_deref(), now))
+}
+
+/// One column per day of the last [`DAILY_DAYS`] (oldest first, days without a use at zero),
+/// and the uses in all.
+fn daily_chart(daily: &[DayUses], now: OffsetDateTime) -> (Columns, u64) {
+    let today = now.date();
+    let bars: Vec<(String, u64)> = (0..i64::from(DAILY_DAYS))
+        .rev()
+        .map(|back| {
+            let day = today - Duration::days(back);
+            let uses = daily.iter().filter(|d| d.day == day).map(|d| d.uses).sum();
+            (day.to_string(), uses)
+        })
+        .collect();
+    let total = bars.iter().map(|(_, n)| n).sum();
+    // Under the columns, `MM-DD` of the `YYYY-MM-DD` labels (each column's title has the whole date).
+    let tick = |label: &str| label.get(5..).unwrap_or(label).to_owned();
+    (Columns::new(&format!("v1 uses per day, last {DAILY_DAYS} days"), bars, tick), total)
 }
 
 fn used_within(t: &TokenInfo, now: OffsetDateTime, d: Duration) -> bool {
@@ -141,7 +237,17 @@ fn row(i: &PlanItem, now: OffsetDateTime) -> V1Row {
     }
 }
 
-fn build(l: Layout, tokens: &[TokenInfo], items: &[PlanItem], now: OffsetDateTime) -> MigrationPage {
+fn build(
+    l: Layout,
+    tokens: &[TokenInfo],
+    items: &[PlanItem],
+    daily: Option<&[DayUses]>,
+    now: OffsetDateTime,
+) -> MigrationPage {
+    let (daily, daily_total) = match daily.map(|d| daily_chart(d, now)) {
+        Some((chart, total)) => (Some(chart), total),
+        None => (None, 0),
+    };
     let v1: Vec<&TokenInfo> = items.iter().map(|i| &i.v1).collect();
     let within = |d| v1.iter().filter(|t| used_within(t, now, d)).count();
     let mut sources: BTreeMap<String, usize> = BTreeMap::new();
@@ -195,6 +301,8 @@ fn build(l: Layout, tokens: &[TokenInfo], items: &[PlanItem], now: OffsetDateTim
         unreplaced: items.iter().filter(|i| finalize_decision(i) == Finalize::NoReplacement).count(),
         peppers: Chart::new("Tokens per pepper", per_pepper),
         ages: Chart::new("v1 tokens by last use", ages),
+        daily,
+        daily_total,
     }
 }
 

@@ -208,3 +208,33 @@ async fn superuser_pages_refuse_other_users() {
     let del = b.post(&format!("/ui/tokens/{admin_token}/delete"), &[("csrf", b.csrf.as_str())]).await;
     assert_eq!(del.status(), 404);
 }
+
+#[tokio::test]
+async fn the_migration_page_charts_the_v1_uses_per_day_with_their_total() {
+    use nbtoken_store::{DayUses, Store};
+    let s = Server::start(Backend::Sqlite).await;
+    let (_, list) = s.admin(Method::GET, "/api/users/tokens/?version=1", None).await;
+    let v1 = list["results"][0]["id"].as_i64().unwrap();
+    let today = time::OffsetDateTime::now_utc().date();
+    let day = |back: i64| today - time::Duration::days(back);
+    let uses = |back, uses| DayUses { token_id: v1, day: day(back), uses };
+    // 40 days ago is outside the chart's 30 days and its total.
+    s.store.add_v1_uses(&[uses(0, 5), uses(1, 3), uses(29, 2), uses(40, 100)]).await.unwrap();
+
+    let b = Browser::sign_in(&s, "admin", ADMIN_PASSWORD).await;
+    let html = b.get("/ui/migration/").await.text().await.unwrap();
+    assert!(html.contains(r#"<div class="charts" id="v1-uses-per-day">"#), "{html}");
+    assert!(html.contains(r#"aria-label="v1 uses per day, last 30 days""#));
+    assert!(html.contains(r#"<span class="n">10</span> v1 uses in the last 30 days"#), "{html}");
+    assert!(!html.contains("not a history of every use"));
+    // One column per day, oldest first, each titled with its day and count.
+    let chart = &html[html.find(r#"id="v1-uses-per-day""#).unwrap()..];
+    let chart = &chart[..chart.find("</svg>").unwrap()];
+    assert_eq!(chart.matches("<rect").count(), 30);
+    for (back, n) in [(0, 5), (1, 3), (2, 0), (29, 2)] {
+        assert!(chart.contains(&format!("<title>{}: {n}</title>", day(back))), "day -{back}: {chart}");
+    }
+    let at = |back| chart.find(&format!("<title>{}:", day(back))).unwrap();
+    assert!(at(29) < at(0), "oldest first");
+    assert!(!chart.contains(&day(30).to_string()));
+}

@@ -47,7 +47,10 @@ const USER_COLUMNS: &[&str] = &[
 ];
 
 /// nbtoken's own migrations of its schema, in order: (version, SQL).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/netbox/0001_nbtoken_schema.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../migrations/netbox/0001_nbtoken_schema.sql")),
+    (2, include_str!("../../migrations/netbox/0002_v1_use_days.sql")),
+];
 
 /// The name of the triggers on NetBox's tables.
 const TRIGGER: &str = "nbtoken_changed";

@@ -1,14 +1,17 @@
 //! [`Store`] on [`SqlStore`]: every operation once, as statements any [`Dialect`] runs.
 
-use nbtoken_core::{Digest, PepperId, PreviousSecret, StoredCredential};
+use std::sync::atomic::{AtomicI64, Ordering};
 
-use super::record::{now, token_from_row, truncate, usage_from_row, user_from_row};
+use nbtoken_core::{Digest, PepperId, PreviousSecret, StoredCredential};
+use time::{Date, OffsetDateTime};
+
+use super::record::{now, token_from_row, truncate, usage_from_row, user_from_row, Record};
 use super::{Arg, Dialect, SqlStore, Statement};
 use crate::changes::ChangeListener;
 use crate::health::Health;
 use crate::{
-    NewToken, NewUser, Page, PepperUsage, Result, Store, StoreError, TokenFilter, TokenPatch, TokenRecord,
-    Touch, User, UserFilter, UserPatch,
+    DayUses, NewToken, NewUser, Page, PepperUsage, Result, Store, StoreError, TokenFilter, TokenPatch,
+    TokenRecord, Touch, User, UserFilter, UserPatch,
 };
 
 impl<D: Dialect> Store for SqlStore<D> {
@@ -199,6 +202,76 @@ impl<D: Dialect> Store for SqlStore<D> {
             .await
     }
 
+    async fn add_v1_uses(&self, counts: &[DayUses]) -> Result<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let today = day_number(OffsetDateTime::now_utc().date());
+        let cutoff = today - i64::from(crate::USE_DAYS_KEPT);
+        // NetBox's schema has no foreign key to cascade a deleted token's rows: a join prunes
+        // them, once a day per process (readers join on the tokens table meanwhile).
+        let prune_orphans =
+            !self.tables.nbtoken_columns && ORPHANS_PRUNED.swap(today, Ordering::Relaxed) != today;
+        self.db
+            .guard(async {
+                let mut tx = self.db.begin(false).await?;
+                for c in counts.iter().filter(|c| c.uses > 0) {
+                    // A token deleted since its use inserts nothing (and breaks no foreign key).
+                    let s = self
+                        .statement(
+                            "INSERT INTO {use_days} AS d (token_id, day, uses) \
+                             SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM {tokens} t WHERE t.id = $1) \
+                             ON CONFLICT (token_id, day) DO UPDATE SET uses = d.uses + EXCLUDED.uses",
+                        )
+                        .arg(c.token_id)
+                        .arg(day_number(c.day))
+                        .arg(i64::try_from(c.uses).unwrap_or(i64::MAX));
+                    self.db.execute(Some(&mut tx), &s).await?;
+                }
+                let s = self.statement("DELETE FROM {use_days} WHERE day < $1").arg(cutoff);
+                self.db.execute(Some(&mut tx), &s).await?;
+                if prune_orphans {
+                    let s = self.statement(
+                        "DELETE FROM {use_days} d WHERE NOT EXISTS \
+                         (SELECT 1 FROM {tokens} t WHERE t.id = d.token_id)",
+                    );
+                    self.db.execute(Some(&mut tx), &s).await?;
+                }
+                D::commit(tx).await
+            })
+            .await
+    }
+
+    async fn v1_uses_per_day(&self, days: u32, token_id: Option<i64>) -> Result<Vec<DayUses>> {
+        if days == 0 {
+            return Ok(Vec::new());
+        }
+        let first = day_number(OffsetDateTime::now_utc().date()) - i64::from(days) + 1;
+        let mut s = self
+            .statement(
+                "SELECT d.day AS day, CAST(SUM(d.uses) AS BIGINT) AS uses FROM {use_days} d \
+                 JOIN {tokens} t ON t.id = d.token_id WHERE d.day >= $1",
+            )
+            .arg(first);
+        if let Some(id) = token_id {
+            s.push(" AND d.token_id = ").bind(id);
+        }
+        s.push(" GROUP BY d.day ORDER BY d.day");
+        let rows = self.db.guard(self.db.fetch_all(None, &s)).await?;
+        rows.iter()
+            .map(|row| {
+                let failed = |what: &str| StoreError::Corrupt(format!("v1_use_days: {what}"));
+                let day = row.int("day").ok().flatten().ok_or_else(|| failed("a day cannot be read"))?;
+                let uses = row.int("uses").ok().flatten().ok_or_else(|| failed("a count cannot be read"))?;
+                Ok(DayUses {
+                    token_id: token_id.unwrap_or(0),
+                    day: date_of(day).ok_or_else(|| failed(&format!("day {day} is out of range")))?,
+                    uses: u64::try_from(uses).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
     async fn pepper_usage(&self) -> Result<Vec<PepperUsage>> {
         // UNION (not UNION ALL): a token whose previous digest uses the same
         // pepper as its current one counts once for it. Without nbtoken's columns
@@ -246,4 +319,18 @@ impl<D: Dialect> Store for SqlStore<D> {
     async fn changes(&self) -> Result<Option<ChangeListener>> {
         self.db.changes().await
     }
+}
+
+/// The UTC day on which a NetBox store last pruned the counts of deleted tokens (see `add_v1_uses`).
+static ORPHANS_PRUNED: AtomicI64 = AtomicI64::new(i64::MIN);
+
+/// A day as `v1_use_days` stores it: days since 1970-01-01.
+fn day_number(day: Date) -> i64 {
+    i64::from(day.to_julian_day() - OffsetDateTime::UNIX_EPOCH.date().to_julian_day())
+}
+
+/// The day `day_number` gave, if it is one `time` can hold.
+fn date_of(number: i64) -> Option<Date> {
+    let julian = number.checked_add(i64::from(OffsetDateTime::UNIX_EPOCH.date().to_julian_day()))?;
+    Date::from_julian_day(i32::try_from(julian).ok()?).ok()
 }

@@ -24,11 +24,19 @@ pub struct Tables {
     /// A table of nbtoken's own, keyed by `token_id`, whose `last_ip` is read as the token's
     /// `last_used_ip` (where the tokens table has no such column).
     pub uses: Option<&'static str>,
+    /// The per-day v1 use counts (`token_id`, `day`, `uses`); rows of a deleted token go by
+    /// cascade where [`Tables::nbtoken_columns`] (nbtoken's own schema), else by a pruning join.
+    pub use_days: &'static str,
 }
 
 /// nbtoken's own schema (`migrations/sqlite`, `migrations/postgres`).
-pub const NBTOKEN: Tables =
-    Tables { users: "users", tokens: "users_token", nbtoken_columns: true, uses: None };
+pub const NBTOKEN: Tables = Tables {
+    users: "users",
+    tokens: "users_token",
+    nbtoken_columns: true,
+    uses: None,
+    use_days: "v1_use_days",
+};
 
 /// NetBox's own tables, with what nbtoken records beside them in its `nbtoken` schema.
 pub const NETBOX: Tables = Tables {
@@ -36,12 +44,16 @@ pub const NETBOX: Tables = Tables {
     tokens: "users_token",
     nbtoken_columns: false,
     uses: Some("nbtoken.token_use"),
+    use_days: "nbtoken.v1_use_days",
 };
 
 impl Tables {
-    /// `template` with `{users}` and `{tokens}` replaced by these table names.
+    /// `template` with `{users}`, `{tokens}` and `{use_days}` replaced by these table names.
     pub(crate) fn sql(&self, template: &str) -> String {
-        template.replace("{tokens}", self.tokens).replace("{users}", self.users)
+        template
+            .replace("{tokens}", self.tokens)
+            .replace("{users}", self.users)
+            .replace("{use_days}", self.use_days)
     }
 
     /// `column`, or `absent` where this schema lacks nbtoken's own columns.

@@ -448,7 +448,7 @@ async fn schema_and_triggers_come_and_go_leaving_netboxs_tables_untouched() {
         admin.install_triggers().await.unwrap();
     }
     let status = admin.status().await.unwrap();
-    assert_eq!((status.schema_version, status.triggers), (Some(1), 2));
+    assert_eq!((status.schema_version, status.triggers), (Some(2), 2));
     for _ in 0..2 {
         admin.uninstall_triggers().await.unwrap();
     }
@@ -508,4 +508,25 @@ async fn a_database_without_netboxs_v2_columns_is_refused_by_name() {
     db.exec("DROP TABLE users_token").await;
     let err = NetBoxAdmin::connect(&db.url).await.unwrap_err().to_string();
     assert!(err.contains("table users_token"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_uses_per_day_are_counted_in_nbtokens_schema_and_a_deleted_tokens_are_not_read() {
+    let Some(db) = NetBoxDb::new().await else { return };
+    let s = db.store(false).await;
+    let ann = db.user("ann", true).await;
+    let v1 = db.v1(ann, "0123456789abcdef0123456789abcdef01234567").await;
+    let gone = db.v1(ann, "76543210fedcba9876543210fedcba9876543210").await;
+    let today = OffsetDateTime::now_utc().date();
+    let uses = |token_id, uses| nbtoken_store::DayUses { token_id, day: today, uses };
+
+    s.add_v1_uses(&[uses(v1, 2), uses(gone, 5)]).await.unwrap();
+    s.add_v1_uses(&[uses(v1, 1)]).await.unwrap();
+    let total = s.v1_uses_per_day(30, None).await.unwrap();
+    assert_eq!(total.iter().map(|d| (d.day, d.uses)).collect::<Vec<_>>(), [(today, 8)]);
+
+    // NetBox deletes a token: its rows are no longer read (a later day's first batch prunes them).
+    db.exec(&format!("DELETE FROM users_token WHERE id = {gone}")).await;
+    let total = s.v1_uses_per_day(30, None).await.unwrap();
+    assert_eq!(total.iter().map(|d| (d.day, d.uses)).collect::<Vec<_>>(), [(today, 3)]);
 }

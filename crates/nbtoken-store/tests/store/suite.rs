@@ -6,8 +6,8 @@ use nbtoken_core::{
     TokenKey, TokenVersion, V1Plaintext,
 };
 use nbtoken_store::{
-    NewToken, NewUser, Page, PepperUsage, Store, StoreError, TokenFilter, TokenPatch, TokenRecord, Touch,
-    UserFilter, UserPatch,
+    DayUses, NewToken, NewUser, Page, PepperUsage, Store, StoreError, TokenFilter, TokenPatch, TokenRecord,
+    Touch, UserFilter, UserPatch,
 };
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -855,4 +855,46 @@ pub async fn malformed_digest_is_corrupt_without_the_value<B: Backend>(b: &B) {
         matches!(&err, StoreError::Corrupt(m) if m.contains("key") && !m.contains("bad key!")),
         "{err:?}"
     );
+}
+
+pub async fn v1_uses_add_up_per_day_and_go_with_their_token<B: Backend>(b: &B) {
+    let s = b.store();
+    let user = s.create_user(new_user("alice")).await.unwrap();
+    let t1 = s.create_token(v1_token(user.id).0).await.unwrap().token.id;
+    let t2 = s.create_token(v1_token(user.id).0).await.unwrap().token.id;
+    let today = OffsetDateTime::now_utc().date();
+    let yesterday = today.previous_day().unwrap();
+    let long_ago = today - Duration::days(i64::from(nbtoken_store::USE_DAYS_KEPT) + 100);
+    let uses = |token_id, day, uses| DayUses { token_id, day, uses };
+    let totals = |rows: Vec<DayUses>| rows.into_iter().map(|d| (d.day, d.uses)).collect::<Vec<_>>();
+
+    assert_eq!(s.v1_uses_per_day(30, None).await.unwrap(), vec![]);
+    s.add_v1_uses(&[
+        uses(t1, today, 3),
+        uses(t2, today, 2),
+        uses(t1, yesterday, 4),
+        uses(t1, today, 1),
+        uses(t1, long_ago, 7),
+        uses(t2 + 1000, today, 5), // a token deleted meanwhile: skipped
+    ])
+    .await
+    .unwrap();
+    assert_eq!(totals(s.v1_uses_per_day(30, None).await.unwrap()), [(yesterday, 4), (today, 6)]);
+    assert_eq!(totals(s.v1_uses_per_day(1, None).await.unwrap()), [(today, 6)]);
+    assert_eq!(s.v1_uses_per_day(0, None).await.unwrap(), vec![]);
+    // Days older than the ones kept are dropped as counts are added.
+    assert_eq!(totals(s.v1_uses_per_day(10_000, None).await.unwrap()), [(yesterday, 4), (today, 6)]);
+    let of_t1 = s.v1_uses_per_day(30, Some(t1)).await.unwrap();
+    assert_eq!(of_t1, [uses(t1, yesterday, 4), uses(t1, today, 4)]);
+    assert_eq!(totals(s.v1_uses_per_day(30, Some(t2)).await.unwrap()), [(today, 2)]);
+
+    // Later batches add to a day's count.
+    s.add_v1_uses(&[uses(t2, today, 3)]).await.unwrap();
+    s.add_v1_uses(&[]).await.unwrap();
+    assert_eq!(totals(s.v1_uses_per_day(30, Some(t2)).await.unwrap()), [(today, 5)]);
+
+    // A deleted token's counts go with it.
+    s.delete_token(t1).await.unwrap();
+    assert_eq!(totals(s.v1_uses_per_day(30, None).await.unwrap()), [(today, 5)]);
+    assert_eq!(s.v1_uses_per_day(30, Some(t1)).await.unwrap(), vec![]);
 }

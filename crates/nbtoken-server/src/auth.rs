@@ -375,7 +375,9 @@ async fn check(
             }
             // A store that writes no re-hash (NetBox's without NBTOKEN_REHASH=on) is asked for none.
             let rehash = v.rehash.clone().filter(|_| state.store.rehashes());
-            if v.touch_last_used || rehash.is_some() {
+            let due = (v.touch_last_used || rehash.is_some())
+                && state.touches.due(v.token_id, now, rehash.is_some());
+            if due {
                 // The digest the request verified: a guarded re-hash replaces only that one.
                 let rehash_from = match (&rehash, record.as_deref().map(|r| &r.token.credential)) {
                     (Some(_), Some(nbtoken_core::StoredCredential::V2 { digest, .. })) => {
@@ -383,8 +385,13 @@ async fn check(
                     }
                     _ => None,
                 };
-                let user_agent =
-                    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                // Cut to what a store keeps, so a queue of touches cannot hold huge headers.
+                let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| {
+                    ua.char_indices()
+                        .nth(nbtoken_store::USER_AGENT_MAX)
+                        .map_or(ua, |(end, _)| &ua[..end])
+                        .to_owned()
+                });
                 state.touches.queue(Touch {
                     token_id: v.token_id,
                     at: now,

@@ -77,21 +77,29 @@ impl Toucher {
         }
     }
 
-    /// Queues a write unless this token was queued in the last minute (and no re-hash is due).
-    /// Drops the write if the queue is full: `last_used` is advisory and must never slow a request.
-    pub fn queue(&self, touch: Touch) {
-        if touch.rehash.is_none() {
-            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(prev) = recent.get(&touch.token_id) {
-                if touch.at - *prev <= nbtoken_core::verify::LAST_USED_RESOLUTION {
-                    return;
-                }
-            }
-            if recent.len() > 100_000 {
-                recent.clear();
-            }
-            recent.insert(touch.token_id, touch.at);
+    /// Whether a write for `token_id` at `at` is due, asked before a [`Touch`] is built so a
+    /// request that needs none allocates nothing: always with a re-hash; otherwise unless this
+    /// token was queued in the last minute (a due write is then remembered as queued).
+    pub fn due(&self, token_id: i64, at: OffsetDateTime, rehash: bool) -> bool {
+        if rehash {
+            return true;
         }
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(prev) = recent.get(&token_id) {
+            if at - *prev <= nbtoken_core::verify::LAST_USED_RESOLUTION {
+                return false;
+            }
+        }
+        if recent.len() > 100_000 {
+            recent.clear();
+        }
+        recent.insert(token_id, at);
+        true
+    }
+
+    /// Queues a write that [`Toucher::due`] said is due. Drops it if the queue is full:
+    /// `last_used` is advisory and must never slow a request.
+    pub fn queue(&self, touch: Touch) {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = tx.as_ref() {
             if tx.try_send(touch).is_err() {

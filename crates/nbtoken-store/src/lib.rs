@@ -349,6 +349,9 @@ pub struct TokenFilter {
     pub descriptions: Option<Vec<String>>,
 }
 
+/// The most characters of a User-Agent a store keeps (and a [`Touch`] carries).
+pub const USER_AGENT_MAX: usize = 512;
+
 /// A deferred write after a successful authentication.
 #[derive(Clone, Debug)]
 pub struct Touch {

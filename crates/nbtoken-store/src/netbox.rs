@@ -50,7 +50,7 @@ pub const MANAGED_BY_NETBOX: &str = "this nbtoken serves NetBox's database: toke
      NetBox's URL)";
 
 /// The longest User-Agent kept; longer ones are cut (they are only shown to operators).
-const USER_AGENT_MAX: usize = 512;
+pub use crate::USER_AGENT_MAX;
 
 /// How to connect a [`NetBoxStore`].
 #[derive(Clone, Debug, Default)]

@@ -470,12 +470,11 @@ fn store_kind(
     rehash: Option<String>,
     database_url: &str,
 ) -> Result<nbtoken_store::StoreKind> {
-    let rehash = match rehash.as_deref().map(str::trim) {
-        None => None,
-        Some("on" | "true" | "yes" | "1") => Some(true),
-        Some("off" | "false" | "no" | "0") => Some(false),
-        Some(other) => anyhow::bail!("invalid NBTOKEN_REHASH / rehash {other:?}: use on or off"),
-    };
+    let rehash = rehash
+        .map(|v| {
+            parse_flag(&v).with_context(|| format!("invalid NBTOKEN_REHASH / rehash {v:?}: use on or off"))
+        })
+        .transpose()?;
     match store.as_deref().map(str::trim) {
         None | Some("nbtoken") => {
             if rehash == Some(false) {

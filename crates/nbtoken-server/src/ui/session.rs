@@ -42,12 +42,21 @@ pub fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("user_id", &self.user_id)
+            .field("csrf", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
 fn id_hash(id: &str) -> [u8; 32] {
     Sha256::digest(id.as_bytes()).into()
 }
 
-/// One signed-in browser.
-#[derive(Clone, Debug)]
+/// One signed-in browser. (`Debug` leaves the CSRF token out.)
+#[derive(Clone)]
 pub struct Session {
     /// Whose session it is.
     pub user_id: i64,

@@ -16,7 +16,6 @@ use nbtoken_manage::migrate::{
     apply, finalize, ApplyOutcome, ApplyReport, Caller, FinalizeAction, FinalizeReport, LocalTarget,
     NewSecret, Observer, Plan, SecretSink, Target,
 };
-use nbtoken_manage::{Inline, Ops, Quiet};
 use nbtoken_store::AnyStore;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -39,14 +38,7 @@ pub(crate) async fn migrate(global: &crate::cli::Global, cmd: MigrateCommand) ->
         None => {
             let settings = Settings::load(global, None)?;
             let store = open_store(&settings).await?;
-            let ops = Ops {
-                store: &store,
-                peppers: &settings.peppers,
-                v1_policy: settings.v1_policy,
-                passwords: &Inline,
-                // Other processes learn of the changes through the store.
-                announce: &Quiet,
-            };
+            let ops = super::ops(&settings, &store);
             run(&LocalTarget::new(&ops), cmd, Some(&store)).await
         }
     }

@@ -18,25 +18,25 @@ pub async fn netbox(global: &Global, command: NetboxCommand) -> Result<()> {
     }
     let mut admin = NetBoxAdmin::connect(url).await.context("cannot open NetBox's database")?;
     let done = match command {
-        NetboxCommand::Status => admin.status().await.map(|s| print!("{}", render(&s))),
+        NetboxCommand::Status => admin.status().await.map(|s| render(&s)),
         NetboxCommand::InstallTriggers => admin.install_triggers().await.map(|()| {
-            println!(
-                "Installed change triggers on users_token and users_user: changes made in NetBox \
-                 now reach every nbtoken instance within a second."
-            )
+            "Installed change triggers on users_token and users_user: changes made in NetBox \
+             now reach every nbtoken instance within a second."
+                .to_owned()
         }),
         NetboxCommand::UninstallTriggers => admin
             .uninstall_triggers()
             .await
-            .map(|()| println!("Removed the change triggers (if any); the cache TTL now bounds staleness.")),
+            .map(|()| "Removed the change triggers (if any); the cache TTL now bounds staleness.".to_owned()),
         NetboxCommand::Uninstall => admin.uninstall().await.map(|()| {
-            println!(
+            format!(
                 "Removed the change triggers and the `{SCHEMA}` schema; NetBox's own tables are untouched."
             )
         }),
     };
     admin.close().await;
-    done.context("NetBox database")
+    // Through `output::line`, as every command: a closed pipe ends quietly, never a panic.
+    crate::output::line(done.context("NetBox database")?.trim_end())
 }
 
 /// The status as a few aligned lines.

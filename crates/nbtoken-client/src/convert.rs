@@ -36,6 +36,7 @@ impl Token {
             last_used: self.last_used,
             // nbtoken sends it; NetBox does not. An address that does not parse is only not shown.
             last_used_ip: self.last_used_ip.as_deref().and_then(|s| s.parse().ok()),
+            last_used_user_agent: None,
             enabled: self.enabled,
             write_enabled: self.write_enabled,
             allowed_ips,

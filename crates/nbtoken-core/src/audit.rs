@@ -194,6 +194,7 @@ mod tests {
             expires: Some(NOW + Duration::days(30)),
             last_used: Some(NOW - Duration::days(1)),
             last_used_ip: None,
+            last_used_user_agent: None,
             enabled: true,
             write_enabled: true,
             allowed_ips: AllowedIps::new(vec!["10.0.0.0/8".parse().unwrap()]),

@@ -37,6 +37,9 @@ pub struct TokenInfo {
     /// The client address of the last use, where the server records it
     /// (nbtoken does; NetBox does not).
     pub last_used_ip: Option<IpAddr>,
+    /// The User-Agent of the last use, where the store records it (nbtoken beside NetBox
+    /// does, in its `nbtoken` schema; NetBox's API and nbtoken's own store do not).
+    pub last_used_user_agent: Option<String>,
     /// Enabled flag.
     pub enabled: bool,
     /// Write flag.
@@ -54,6 +57,13 @@ pub struct PlanItem {
     pub v1: TokenInfo,
     /// Its v2 replacement.
     pub replacement: Option<TokenInfo>,
+}
+
+impl PlanItem {
+    /// Whether the replacement has been used since it was made: what finalize waits for.
+    pub fn replacement_used(&self) -> bool {
+        self.replacement.as_ref().is_some_and(|r| r.last_used.is_some_and(|used| used >= r.created))
+    }
 }
 
 /// What `finalize` does with one v1 token.
@@ -193,7 +203,7 @@ pub fn finalize_decision(item: &PlanItem) -> Finalize {
     }
     match &item.replacement {
         None => Finalize::NoReplacement,
-        Some(r) if r.last_used.is_some_and(|used| used >= r.created) => Finalize::Revoke,
+        Some(_) if item.replacement_used() => Finalize::Revoke,
         Some(_) => Finalize::Waiting,
     }
 }
@@ -228,6 +238,7 @@ mod tests {
             expires: None,
             last_used: None,
             last_used_ip: None,
+            last_used_user_agent: None,
             enabled: true,
             write_enabled: true,
             allowed_ips: AllowedIps::default(),

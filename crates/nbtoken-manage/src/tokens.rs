@@ -278,6 +278,16 @@ impl<S: Store, P: Passwords> Ops<'_, S, P> {
         self.create_token(&Actor::User(user.clone()), &user, spec).await
     }
 
+    /// Whether a first start should make the first admin ([`Ops::bootstrap_admin`]): the store
+    /// has no user yet and manages its own users (NetBox's users are NetBox's to make).
+    pub async fn needs_first_admin(&self) -> Result<bool, Error> {
+        if self.store.management_refused().is_some() {
+            return Ok(false);
+        }
+        let (count, _) = self.store.list_users(&Default::default(), Page { limit: 1, offset: 0 }).await?;
+        Ok(count == 0)
+    }
+
     /// The first superuser, `admin`, with a first v2 token: what a new deployment starts from.
     /// Without a password, `admin` cannot provision tokens with one.
     pub async fn bootstrap_admin(

@@ -98,35 +98,6 @@ impl AnyStore {
     }
 }
 
-impl AnyStore {
-    /// Why this store refuses to create, change or delete users and tokens, if it does: a
-    /// [`NetBoxStore`] leaves their management to NetBox ([`crate::netbox::MANAGED_BY_NETBOX`]).
-    pub fn management_refused(&self) -> Option<&'static str> {
-        match self {
-            AnyStore::NetBox(_) => Some(crate::netbox::MANAGED_BY_NETBOX),
-            AnyStore::Sqlite(_) | AnyStore::Postgres(_) => None,
-        }
-    }
-
-    /// Whether the store writes re-hashes: nbtoken's own always, NetBox's only with
-    /// `NBTOKEN_REHASH=on`. A server asks for none otherwise (each would be dropped).
-    pub fn rehashes(&self) -> bool {
-        match self {
-            AnyStore::NetBox(s) => s.rehashes(),
-            AnyStore::Sqlite(_) | AnyStore::Postgres(_) => true,
-        }
-    }
-
-    /// What the store recorded about the uses of these tokens beyond `last_used` (where and by
-    /// what they were last used, v1 use counts): only a [`NetBoxStore`] keeps it, others answer none.
-    pub async fn token_uses(&self, ids: &[i64]) -> Result<Vec<crate::netbox::TokenUse>> {
-        match self {
-            AnyStore::NetBox(s) => s.token_uses(ids).await,
-            AnyStore::Sqlite(_) | AnyStore::Postgres(_) => Ok(Vec::new()),
-        }
-    }
-}
-
 /// `From` each backend's store, into the variant that holds it.
 macro_rules! from_backend {
     ($($variant:ident($store:ty)),* $(,)?) => {$(
@@ -142,6 +113,13 @@ from_backend!(Sqlite(SqliteStore), Postgres(PgStore), NetBox(NetBoxStore));
 
 /// Calls the same method on whichever backend `self` holds.
 macro_rules! delegate {
+    (sync $self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($store) => $call,
+            AnyStore::Postgres($store) => $call,
+            AnyStore::NetBox($store) => $call,
+        }
+    };
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             AnyStore::Sqlite($store) => $call.await,
@@ -163,11 +141,15 @@ macro_rules! delegate_store {
             )*
 
             fn backend_name(&self) -> &'static str {
-                match self {
-                    Self::Sqlite(s) => s.backend_name(),
-                    Self::Postgres(s) => s.backend_name(),
-                    Self::NetBox(s) => s.backend_name(),
-                }
+                delegate!(sync self, s => s.backend_name())
+            }
+
+            fn management_refused(&self) -> Option<&'static str> {
+                delegate!(sync self, s => s.management_refused())
+            }
+
+            fn rehashes(&self) -> bool {
+                delegate!(sync self, s => s.rehashes())
             }
         }
     };
@@ -194,6 +176,7 @@ delegate_store! {
     fn v1_uses_per_day(&self, days: u32, token_id: Option<i64>) -> Result<Vec<crate::DayUses>>;
     fn pepper_usage(&self) -> Result<Vec<PepperUsage>>;
     fn ping(&self) -> Result<()>;
+    fn token_uses(&self, ids: &[i64]) -> Result<Vec<crate::netbox::TokenUse>>;
     fn health(&self) -> crate::Health;
     fn preflight(&self) -> Result<()>;
     fn close(&self);

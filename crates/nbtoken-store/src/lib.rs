@@ -281,6 +281,7 @@ impl From<&TokenRecord> for nbtoken_core::migrate::TokenInfo {
             expires: t.expires,
             last_used: t.last_used,
             last_used_ip: r.last_used_ip,
+            last_used_user_agent: None,
             enabled: t.enabled,
             write_enabled: t.write_enabled,
             allowed_ips: t.allowed_ips.clone(),
@@ -476,6 +477,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// `"sqlite"`, `"postgres"` or `"netbox"`, for logs, metrics and health output.
     fn backend_name(&self) -> &'static str;
+
+    /// Why this store refuses to create, change or delete users and tokens, if it does (a store
+    /// on NetBox's tables leaves their management to NetBox); `None` for nbtoken's own.
+    fn management_refused(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Whether the store writes re-hashes under a newer pepper (a server asks for none
+    /// otherwise: each would be dropped). nbtoken's own store always does.
+    fn rehashes(&self) -> bool {
+        true
+    }
+
+    /// What the store recorded about these tokens' uses beyond `last_used` (where and by what
+    /// they were last used, v1 use counts); a store that records none answers none.
+    fn token_uses(&self, _ids: &[i64]) -> impl Future<Output = Result<Vec<netbox::TokenUse>>> + Send {
+        async { Ok(Vec::new()) }
+    }
     /// Whether the database answers and, on SQLite, can write (a write probe
     /// run at most every [`health::WRITE_PROBE_INTERVAL`]); on PostgreSQL,
     /// since when it has been down while the store's circuit breaker is open.

@@ -369,6 +369,18 @@ impl Store for NetBoxStore {
         self.inner.ping().await
     }
 
+    fn management_refused(&self) -> Option<&'static str> {
+        Some(MANAGED_BY_NETBOX)
+    }
+
+    fn rehashes(&self) -> bool {
+        NetBoxStore::rehashes(self)
+    }
+
+    async fn token_uses(&self, ids: &[i64]) -> Result<Vec<TokenUse>> {
+        NetBoxStore::token_uses(self, ids).await
+    }
+
     fn backend_name(&self) -> &'static str {
         "netbox"
     }

@@ -26,7 +26,19 @@ impl<'a, S: Store, P: Passwords> LocalTarget<'a, S, P> {
 impl<S: Store, P: Passwords> Target for LocalTarget<'_, S, P> {
     async fn tokens(&self) -> Result<Vec<TokenInfo>, TargetError> {
         let (_, rows) = self.ops.tokens(&Actor::Operator, TokenFilter::default(), ALL).await?;
-        Ok(rows.iter().map(TokenInfo::from).collect())
+        let mut tokens: Vec<TokenInfo> = rows.iter().map(TokenInfo::from).collect();
+        // What the store recorded beyond `last_used` (beside NetBox: where and by what each
+        // token was last used), so every front end shows the same plan.
+        let ids: Vec<i64> = tokens.iter().map(|t| t.id).collect();
+        let uses: std::collections::HashMap<i64, _> =
+            self.ops.store.token_uses(&ids).await?.into_iter().map(|u| (u.token_id, u)).collect();
+        for t in &mut tokens {
+            if let Some(u) = uses.get(&t.id) {
+                t.last_used_ip = u.last_ip.or(t.last_used_ip);
+                t.last_used_user_agent.clone_from(&u.last_user_agent);
+            }
+        }
+        Ok(tokens)
     }
 
     async fn caller(&self) -> Result<Caller, TargetError> {

@@ -216,7 +216,8 @@ fn used_within(t: &TokenInfo, now: OffsetDateTime, d: Duration) -> bool {
 }
 
 fn row(i: &PlanItem, now: OffsetDateTime) -> V1Row {
-    let state = match (apply_decision(i, now), finalize_decision(i)) {
+    let apply = apply_decision(i, now);
+    let state = match (apply, finalize_decision(i)) {
         (_, Finalize::AlreadyRevoked) => "disabled".to_owned(),
         (_, Finalize::Revoke) => "replacement in use: ready to finalize".to_owned(),
         (_, Finalize::Waiting) => "waiting for the replacement's first use".to_owned(),
@@ -233,7 +234,7 @@ fn row(i: &PlanItem, now: OffsetDateTime) -> V1Row {
         replacement: i.replacement.as_ref().map(|r| r.display.clone()).unwrap_or_default(),
         replacement_used: i.replacement.as_ref().map(|r| when(r.last_used, "never")).unwrap_or_default(),
         state,
-        can_replace: apply_decision(i, now) == Apply::Create,
+        can_replace: apply == Apply::Create,
     }
 }
 
@@ -291,10 +292,7 @@ fn build(
         used_30d: within(Duration::days(30)),
         sources,
         replaced: items.iter().filter(|i| i.replacement.is_some()).count(),
-        replacements_used: items
-            .iter()
-            .filter(|i| i.replacement.as_ref().is_some_and(|r| r.last_used.is_some_and(|u| u >= r.created)))
-            .count(),
+        replacements_used: items.iter().filter(|i| i.replacement_used()).count(),
         rows: items.iter().map(|i| row(i, now)).collect(),
         will_disable,
         waiting: items.iter().filter(|i| finalize_decision(i) == Finalize::Waiting).count(),

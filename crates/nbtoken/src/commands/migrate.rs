@@ -3,9 +3,7 @@
 //!
 //! The exit status is non-zero only after every v1 token was tried, if one failed.
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -16,7 +14,6 @@ use nbtoken_manage::migrate::{
     apply, finalize, ApplyOutcome, ApplyReport, Caller, FinalizeAction, FinalizeReport, LocalTarget,
     NewSecret, Observer, Plan, SecretSink, Target,
 };
-use nbtoken_store::AnyStore;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -34,29 +31,17 @@ pub(crate) async fn migrate(global: &crate::cli::Global, cmd: MigrateCommand) ->
         | MigrateCommand::Finalize { remote, .. } => remote.clone(),
     };
     match RemoteTarget::from_args(&remote)? {
-        Some(target) => run(&target, cmd, None).await,
+        Some(target) => run(&target, cmd).await,
         None => {
             let settings = Settings::load(global, None)?;
             let store = open_store(&settings).await?;
             let ops = super::ops(&settings, &store);
-            run(&LocalTarget::new(&ops), cmd, Some(&store)).await
+            run(&LocalTarget::new(&ops), cmd).await
         }
     }
 }
 
-/// Where and by what each token was last used, by token id, as far as the store recorded it
-/// (nbtoken beside NetBox does, in `nbtoken.token_use`; other stores answer none).
-type Uses = HashMap<i64, (Option<IpAddr>, Option<String>)>;
-
-async fn uses(store: Option<&AnyStore>, items: &[PlanItem]) -> Result<Uses> {
-    let Some(store) = store else { return Ok(Uses::new()) };
-    let ids: Vec<i64> = items.iter().map(|i| i.v1.id).collect();
-    let found = store.token_uses(&ids).await.context("cannot read the recorded token uses")?;
-    Ok(found.into_iter().map(|u| (u.token_id, (u.last_ip, u.last_user_agent))).collect())
-}
-
-/// `store`: the local store, which may know more about each token's uses than the target shows.
-async fn run(target: &impl Target, cmd: MigrateCommand, store: Option<&AnyStore>) -> Result<()> {
+async fn run(target: &impl Target, cmd: MigrateCommand) -> Result<()> {
     let (command, json) = match &cmd {
         MigrateCommand::Plan { json, .. } => ("plan", *json),
         MigrateCommand::Apply { .. } => ("apply", false),
@@ -66,12 +51,9 @@ async fn run(target: &impl Target, cmd: MigrateCommand, store: Option<&AnyStore>
     let plan = Plan::read(target, &mut cli).await?;
     match cmd {
         MigrateCommand::Plan { .. } if json => {
-            let uses = uses(store, &plan.items).await?;
-            print_json(&Value::Array(plan.items.iter().map(|i| item_json(i, &uses)).collect()))
+            print_json(&Value::Array(plan.items.iter().map(item_json).collect()))
         }
-        MigrateCommand::Plan { .. } => {
-            print_plan(&plan.items, &uses(store, &plan.items).await?, &target.describe())
-        }
+        MigrateCommand::Plan { .. } => print_plan(&plan.items, &target.describe()),
         MigrateCommand::Apply { secrets_file, .. } => {
             let now = OffsetDateTime::now_utc();
             let todo = plan.to_create(now);
@@ -148,17 +130,8 @@ fn ips_json(ips: &AllowedIps) -> Value {
     }
 }
 
-/// The address and User-Agent of a token's last use: the store's record, else the target's address.
-fn last_use(v1: &TokenInfo, uses: &Uses) -> (Option<IpAddr>, Option<String>) {
-    match uses.get(&v1.id) {
-        Some((ip, agent)) => (ip.or(v1.last_used_ip), agent.clone()),
-        None => (v1.last_used_ip, None),
-    }
-}
-
-fn item_json(i: &PlanItem, uses: &Uses) -> Value {
+fn item_json(i: &PlanItem) -> Value {
     let v1 = &i.v1;
-    let (ip, agent) = last_use(v1, uses);
     json!({
         "id": v1.id,
         "display": v1.display,
@@ -166,8 +139,8 @@ fn item_json(i: &PlanItem, uses: &Uses) -> Value {
         "description": v1.description,
         "created": timestamp(v1.created),
         "last_used": v1.last_used.map(timestamp),
-        "last_used_ip": ip.map(|ip| ip.to_string()),
-        "last_used_user_agent": agent,
+        "last_used_ip": v1.last_used_ip.map(|ip| ip.to_string()),
+        "last_used_user_agent": v1.last_used_user_agent,
         "expires": v1.expires.map(timestamp),
         "allowed_ips": ips_json(&v1.allowed_ips),
         "write_enabled": v1.write_enabled,
@@ -178,7 +151,7 @@ fn item_json(i: &PlanItem, uses: &Uses) -> Value {
     })
 }
 
-fn print_plan(items: &[PlanItem], uses: &Uses, where_: &str) -> Result<()> {
+fn print_plan(items: &[PlanItem], where_: &str) -> Result<()> {
     if items.is_empty() {
         return line(format!("no v1 tokens in {where_}: nothing to migrate"));
     }
@@ -201,7 +174,6 @@ fn print_plan(items: &[PlanItem], uses: &Uses, where_: &str) -> Result<()> {
     for i in items {
         let v = &i.v1;
         let ips: Vec<String> = v.allowed_ips.nets().iter().map(ToString::to_string).collect();
-        let (ip, agent) = last_use(v, uses);
         t.add_row(vec![
             v.id.to_string(),
             v.display.clone(),
@@ -209,8 +181,8 @@ fn print_plan(items: &[PlanItem], uses: &Uses, where_: &str) -> Result<()> {
             v.description.clone(),
             timestamp(v.created),
             v.last_used.map(timestamp).unwrap_or_else(|| "never".into()),
-            ip.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into()),
-            agent.unwrap_or_else(|| "-".into()),
+            v.last_used_ip.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into()),
+            v.last_used_user_agent.clone().unwrap_or_else(|| "-".into()),
             v.expires.map(timestamp).unwrap_or_else(|| "-".into()),
             if ips.is_empty() { "any".into() } else { ips.join(", ") },
             if v.write_enabled { "yes" } else { "no" }.into(),

@@ -4,8 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use nbtoken_core::SecretString;
-use nbtoken_store::{AnyStore, Page, Store, UserFilter};
+use nbtoken_store::{AnyStore, Store};
 
 use super::open_store;
 use crate::cli::Global;
@@ -35,9 +34,7 @@ pub(crate) async fn serve(global: &Global, bind_flag: Option<&str>, settings: &m
             "no peppers configured: generated one into the data directory; production should inject peppers with NBTOKEN_PEPPER_<ID>"
         );
     }
-    let (count, _) = store.list_users(&UserFilter::default(), Page { limit: 1, offset: 0 }).await?;
-    // NetBox's users are NetBox's: nbtoken creates no admin in NetBox's database.
-    if count == 0 && !on_netbox {
+    if super::ops(settings, &store).needs_first_admin().await? {
         bootstrap_admin(settings, &store).await?;
     }
     let (reloads, received) = tokio::sync::mpsc::channel(1);
@@ -92,9 +89,8 @@ async fn reload_on_sighup(
 /// is printed.
 async fn bootstrap_admin(settings: &Settings, store: &AnyStore) -> Result<()> {
     let password = nbtoken_core::password::generate_password()?;
-    let (_, created) = super::ops(settings, store)
-        .bootstrap_admin(Some(SecretString::new(password.expose().to_owned())), "created on first start")
-        .await?;
+    let (_, created) =
+        super::ops(settings, store).bootstrap_admin(Some(password.clone()), "created on first start").await?;
     let text = format!(
         "  password: {}\n  token:    {}\nTry: curl -H \"Authorization: Bearer {}\" http://{}/api/users/tokens/\n",
         password.expose(),

@@ -10,6 +10,7 @@
 #   NBTOKEN_TEST_DATABASE_URL  PostgreSQL for the PostgreSQL variants (default postgres://postgres@127.0.0.1:5432/test)
 #   NBTOKEN_TEST_CACHE         where NetBox is installed once (default ~/.cache/nbtoken-test)
 #   NBTOKEN_TEST_SKIP_NETBOX=1 do not prepare NetBox (its tests then print a skip, or fail under CI=1)
+#   NBTOKEN_TEST_TIME_LIMIT    how long `cargo test` may run, build included, before it is stopped (default 45m)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -93,5 +94,12 @@ fi
 if [ -n "$setup_only" ]; then echo "test.sh: set-up done in ${SECONDS}s" >&2; exit 0; fi
 
 step "cargo test --workspace $*"
-cargo test --workspace "$@"
+# The whole suite takes minutes; a test that hangs must fail the run, not hold CI to its limit.
+limit="${NBTOKEN_TEST_TIME_LIMIT:-45m}"
+status=0
+timeout --signal=TERM --kill-after=30s "$limit" cargo test --workspace "$@" || status=$?
+if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+  die "cargo test ran past $limit: a test hangs (cargo printed 'has been running for over 60 seconds' for it above)"
+fi
+[ "$status" -eq 0 ] || exit "$status"
 echo "test.sh: all suites passed in ${SECONDS}s" >&2

@@ -22,4 +22,5 @@ mod openapi;
 mod pg_outage;
 mod resilience;
 mod slow_clients;
+mod teardown;
 mod ui;

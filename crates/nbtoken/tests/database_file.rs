@@ -72,10 +72,12 @@ fn serve_refuses_a_damaged_database_file() {
         );
         assert!(ok, "{err}");
     }
-    // The CLI leaves its last writes in the write-ahead log: drop it, so the
-    // main file is the database, then damage its last page (a table's b-tree).
+    // Each command closes the database before it exits, which folds the write-ahead log into
+    // the file: the file alone is the database (else a loaded machine's exit could leave the
+    // last writes in the log). Then damage its last page (a table's b-tree).
     for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{db_arg}{suffix}"));
+        let companion = format!("{db_arg}{suffix}");
+        assert!(!std::path::Path::new(&companion).exists(), "{companion} left behind");
     }
     nbtoken_testkit::damage_last_page(&db, 3);
     let stderr = serve_refuses(dir.path(), &db);

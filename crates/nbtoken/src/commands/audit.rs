@@ -32,7 +32,9 @@ pub(crate) async fn audit(global: &Global, args: AuditArgs) -> Result<()> {
         None => {
             let settings = Settings::load(global, None)?;
             let store = open_store(&settings).await?;
-            read(&LocalTarget::new(&ops(&settings, &store)), &mut Warn).await?.1
+            let read = read(&LocalTarget::new(&ops(&settings, &store)), &mut Warn).await;
+            nbtoken_store::Store::close(&store).await;
+            read?.1
         }
     };
     let report = run_audit(&infos, OffsetDateTime::now_utc(), stale_after);

@@ -146,6 +146,7 @@ async fn local(s: &Settings, r: &mut Report) {
             );
         }
     }
+    store.close().await;
 }
 
 /// An SQLite database file (and its `-wal`/`-shm` companions) must be readable

@@ -36,7 +36,9 @@ pub(crate) async fn migrate(global: &crate::cli::Global, cmd: MigrateCommand) ->
             let settings = Settings::load(global, None)?;
             let store = open_store(&settings).await?;
             let ops = super::ops(&settings, &store);
-            run(&LocalTarget::new(&ops), cmd).await
+            let done = run(&LocalTarget::new(&ops), cmd).await;
+            nbtoken_store::Store::close(&store).await;
+            done
         }
     }
 }

@@ -3,7 +3,7 @@
 use anyhow::{anyhow, Context, Result};
 use nbtoken_manage::json::BaseUrl;
 use nbtoken_manage::{Actor, Inline, Ops, Quiet};
-use nbtoken_store::{AnyStore, Page};
+use nbtoken_store::{AnyStore, Page, Store};
 
 use crate::cli::{Cli, Command, PepperCommand};
 use crate::settings::Settings;
@@ -39,17 +39,23 @@ pub async fn run(cli: Cli) -> Result<()> {
         command => {
             let settings = Settings::load(&cli.global, None)?;
             let store = open_store(&settings).await?;
-            match command {
+            let done = match command {
                 Command::User(cmd) => user::user(&settings, &store, cmd).await,
                 Command::Token(cmd) => token::token(&settings, &store, cmd).await,
                 Command::Pepper(cmd) => pepper::pepper(&settings, &store, cmd).await,
                 _ => Err(anyhow!("unreachable command dispatch")),
-            }
+            };
+            store.close().await;
+            done
         }
     }
 }
 
 /// Opens the configured database, creating the data directory for the embedded default.
+///
+/// Whoever opens it closes it ([`Store::close`]) before the process ends: closing is what
+/// folds SQLite's write-ahead log back into the database file and removes it; a process
+/// that just exits may leave it for the next one to replay.
 pub(crate) async fn open_store(settings: &Settings) -> Result<AnyStore> {
     if settings.database_url.starts_with("sqlite:") {
         settings.ensure_data_dir()?;

@@ -40,8 +40,19 @@ pub(crate) async fn serve(global: &Global, bind_flag: Option<&str>, settings: &m
     let (reloads, received) = tokio::sync::mpsc::channel(1);
     tokio::spawn(reload_on_sighup(global.clone(), bind_flag.map(str::to_owned), reloads));
     let config = settings.server_config();
-    nbtoken_server::serve_with_reloads(listener, config, store, nbtoken_server::shutdown_signal(), received)
-        .await
+    let owned = store.clone();
+    let served = nbtoken_server::serve_with_reloads(
+        listener,
+        config,
+        store,
+        nbtoken_server::shutdown_signal(),
+        received,
+    )
+    .await;
+    // Queued writes are flushed; closing folds SQLite's write-ahead log into the file. A
+    // connection still held by a request past the shutdown grace must not hold the exit up.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), owned.close()).await;
+    served
 }
 
 /// On each SIGHUP, reads the configuration again (config file, pepper file, environment)

@@ -33,6 +33,7 @@ fn read<'a>(
         client_ip: Some(IpAddr::from([127, 0, 0, 1])),
         now,
         peppers: ring,
+        want_rehash: true,
     }
 }
 

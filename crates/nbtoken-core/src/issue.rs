@@ -290,6 +290,7 @@ mod tests {
             client_ip: None,
             now: NOW,
             peppers: &peppers,
+            want_rehash: true,
         });
         assert!(ok.is_ok());
         assert!(issued.token.expose().ends_with(issued.secret.expose()));
@@ -383,6 +384,7 @@ mod tests {
                 client_ip: None,
                 now: NOW + time::Duration::minutes(now_offset),
                 peppers: &peppers,
+                want_rehash: true,
             })
             .is_ok()
         };

@@ -82,6 +82,10 @@ pub struct VerifyInput<'a> {
     pub now: OffsetDateTime,
     /// The configured peppers.
     pub peppers: &'a PepperRing,
+    /// Whether a token verified under an older pepper is to be re-hashed under the current
+    /// one ([`Verified::rehash`]); `false` where the store writes no re-hash, which then costs
+    /// no second HMAC.
+    pub want_rehash: bool,
 }
 
 /// A successful authentication and the side effects the caller owes.
@@ -188,8 +192,8 @@ pub fn decide(input: &VerifyInput<'_>) -> Result<Verified, Denial> {
                 }
             };
             if matches(pepper_id, digest) {
-                let rehash =
-                    (pepper_id != current.id()).then(|| (current.id(), current.digest(secret.expose())));
+                let rehash = (input.want_rehash && pepper_id != current.id())
+                    .then(|| (current.id(), current.digest(secret.expose())));
                 (token, rehash, false)
             } else if previous
                 .as_ref()

@@ -56,6 +56,7 @@ fn every_vector_header_authenticates_against_its_stored_row() {
             client_ip: None,
             now: OffsetDateTime::now_utc(),
             peppers: &ring,
+            want_rehash: true,
         })
         .unwrap();
         // Pepper 7 is the newest: tokens on 1 and 2 are due for a re-hash.

@@ -2,30 +2,32 @@
 //! core's row stage. Every rule is core's ([`nbtoken_core::verify`]); this module does the
 //! I/O between the two stages, the timing floor, the `last_used` writes, metrics and logs.
 //!
-//! Every `/api/` request passes through [`middleware`], and every forward-auth
+//! Every `/api/` request passes through [`AuthLayer`], and every forward-auth
 //! request through [`crate::forward`]; both call [`authenticate`]. A request without
 //! credentials continues as anonymous (handlers that need a user refuse it);
 //! a request with bad credentials is refused here, whatever the route, as
 //! NetBox does. Successful requests queue their `last_used` write (with the
 //! client address, stored as `last_used_ip`) and never wait for it.
 
+use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Extension, FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use nbtoken_core::verify::{read_header, HeaderDecision, HeaderRefusal, Presented};
 use nbtoken_core::{decide, Access, Credential, Denial, TokenVersion, VerifyInput};
 use nbtoken_store::{Store, StoreError, TokenRecord, Touch};
 use time::OffsetDateTime;
+use tower::{Layer, Service};
 
 use crate::cache::CacheKey;
 use crate::client_ip::Caller;
 use crate::error::ApiError;
+use crate::layer::BoxFuture;
 use crate::AppState;
 
 /// The client address of a request, as [`crate::client_ip`] decided it; in the request extensions.
@@ -37,8 +39,8 @@ pub struct ClientIp(pub std::net::IpAddr);
 pub struct Principal {
     /// The user.
     pub user_id: i64,
-    /// The user's name.
-    pub username: String,
+    /// The user's name (shared: each extractor of the principal copies a pointer, not the name).
+    pub username: Arc<str>,
     /// The token used.
     pub token_id: i64,
     /// Its version.
@@ -201,29 +203,73 @@ impl Refusal {
     }
 }
 
-/// The API middleware: authenticates every `/api/` request, or refuses it.
-pub async fn middleware(
-    State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let access = Access::for_route(req.method().as_str(), req.uri().path());
-    let client_ip = match caller.client() {
-        Ok(ip) => ip,
-        Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
-    };
-    req.extensions_mut().insert(ClientIp(client_ip));
-    match authenticate(&state, client_ip, access, req.headers()).await {
-        Ok(None) => next.run(req).await,
-        Ok(Some(principal)) => {
-            let version = principal.version;
-            req.extensions_mut().insert(principal);
-            let mut resp = next.run(req).await;
-            deprecation_headers(&state.config, version, resp.headers_mut());
-            resp
-        }
-        Err(refusal) => refusal.error.into_response(),
+/// The API's route layer: authenticates every `/api/` request, or refuses it.
+#[derive(Clone)]
+pub struct AuthLayer(pub Arc<AppState>);
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Authenticated<S>;
+
+    fn layer(&self, inner: S) -> Authenticated<S> {
+        Authenticated { state: self.0.clone(), inner }
+    }
+}
+
+/// A route behind [`AuthLayer`]: the request reaches it anonymous or with its [`Principal`]
+/// (and its [`ClientIp`]) in the extensions, or not at all.
+#[derive(Clone)]
+pub struct Authenticated<S> {
+    state: Arc<AppState>,
+    inner: S,
+}
+
+impl<S> Service<Request> for Authenticated<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> BoxFuture {
+        // The route is called after the decision (an await): the service that was made ready
+        // goes with the request, a clone stays for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        Box::pin(async move {
+            let access = Access::for_route(req.method().as_str(), req.uri().path());
+            // Every connection the server accepts has its caller resolved (`client_ip::resolve`);
+            // a request without one is refused, never served as someone.
+            let client_ip = match req.extensions().get::<Caller>().map(Caller::client) {
+                Some(Ok(ip)) => ip,
+                Some(Err(e)) => return Ok(ApiError::bad_request(e.to_string()).into_response()),
+                None => {
+                    return Ok(ApiError::detail(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "The client address is unknown.",
+                    )
+                    .into_response())
+                }
+            };
+            req.extensions_mut().insert(ClientIp(client_ip));
+            match authenticate(&state, client_ip, access, req.headers()).await {
+                Ok(None) => inner.call(req).await,
+                Ok(Some(principal)) => {
+                    let version = principal.version;
+                    req.extensions_mut().insert(principal);
+                    let mut resp = inner.call(req).await?;
+                    deprecation_headers(&state.config, version, resp.headers_mut());
+                    Ok(resp)
+                }
+                Err(refusal) => Ok(refusal.error.into_response()),
+            }
+        })
     }
 }
 
@@ -323,6 +369,8 @@ async fn check(
             client_ip: Some(client_ip),
             now,
             peppers: &state.config.peppers,
+            // A store that writes no re-hash (NetBox's without NBTOKEN_REHASH=on) is asked for none.
+            want_rehash: state.store.rehashes(),
         })
     };
     let mut record = found.record;
@@ -373,8 +421,7 @@ async fn check(
             if state.config.v1_policy.warns(v.version) {
                 tracing::info!(token_id = v.token_id, user_id = v.user_id, %client_ip, "v1 token used; migrate it to v2");
             }
-            // A store that writes no re-hash (NetBox's without NBTOKEN_REHASH=on) is asked for none.
-            let rehash = v.rehash.clone().filter(|_| state.store.rehashes());
+            let rehash = v.rehash.clone();
             let due = (v.touch_last_used || rehash.is_some())
                 && state.touches.due(v.token_id, now, rehash.is_some());
             if due {
@@ -403,7 +450,7 @@ async fn check(
             }
             Ok(Some(Principal {
                 user_id: v.user_id,
-                username: record.as_ref().map(|r| r.username.clone()).unwrap_or_default(),
+                username: record.as_ref().map_or_else(|| Arc::from(""), |r| Arc::from(r.username.as_str())),
                 token_id: v.token_id,
                 version: v.version,
                 write_enabled: v.write_enabled,

@@ -14,12 +14,9 @@
 //! under that default; naming the header closes that.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderName};
-use axum::middleware::Next;
-use axum::response::Response;
 use ipnet::IpNet;
 
 use crate::AppState;
@@ -109,9 +106,9 @@ impl Caller {
     }
 }
 
-/// Middleware (around every route): resolves each request's [`Caller`] once, from the
+/// A request map (around every route): resolves each request's [`Caller`] once, from the
 /// connection's peer address and the configuration of the router serving it.
-pub async fn resolve(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+pub fn resolve(state: &AppState, mut req: Request) -> Request {
     // Every connection the server accepts carries its peer; without one (a router driven
     // by hand) nothing is inserted, and whoever needs the caller refuses the request.
     if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
@@ -119,7 +116,7 @@ pub async fn resolve(State(state): State<Arc<AppState>>, mut req: Request, next:
         let caller = Caller::new(peer, req.headers(), &config.trusted_proxies, &config.client_ip_header);
         req.extensions_mut().insert(caller);
     }
-    next.run(req).await
+    req
 }
 
 /// Whether `peer` is one of the configured trusted proxies.

@@ -2,11 +2,10 @@
 //!
 //! Handlers answer with [`ApiError`]; what answers before a handler runs (axum's
 //! extractor rejections, the body limit, the request timeout) is rewritten by
-//! [`json_errors`], so every error a client sees is JSON with a `detail`.
+//! [`JsonErrors`], so every error a client sees is JSON with a `detail`.
 
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nbtoken_store::StoreError;
@@ -201,17 +200,30 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Largest error body [`json_errors`] reads to tell rejections apart (axum's are a line).
+/// Largest error body [`JsonErrors`] reads to tell rejections apart (axum's are a line).
 const MAX_REJECTION_BYTES: usize = 4096;
 
-/// Middleware: every error answer (4xx, 5xx) that is not already JSON becomes
+/// The layer that makes every error answer (4xx, 5xx) that is not already JSON
 /// `{"detail": "…"}` with the same status and headers (`Retry-After`, `Allow`).
 ///
 /// axum's rejections are plain text and some quote what the client sent (a path
 /// parameter's value); the text is read only to pick one of the fixed messages of
 /// [`rejection_detail`], never copied into the answer.
-pub async fn json_errors(req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
+#[derive(Clone, Copy, Debug)]
+pub struct JsonErrors;
+
+impl crate::layer::Hook for JsonErrors {
+    type Ctx = ();
+
+    fn before(&self, _: &mut Request) {}
+
+    async fn after((): (), resp: Response) -> Response {
+        json_error(resp).await
+    }
+}
+
+/// `resp` if it is no error or already JSON; else `{"detail": "…"}` (see [`JsonErrors`]).
+async fn json_error(resp: Response) -> Response {
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) || is_json(&resp) {
         return resp;

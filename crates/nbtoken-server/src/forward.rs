@@ -20,7 +20,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Extension, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use nbtoken_core::Access;
@@ -81,26 +81,27 @@ const MSG_NOT_PROVIDED: &str = "Authentication credentials were not provided.";
         (status = 503, description = "The token database is unavailable", body = crate::api::schema::Detail),
     )
 )]
-pub async fn check(
-    State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+pub async fn check(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    // Read in place: the request's headers are not copied.
+    let (method, uri, headers) = (req.method(), req.uri(), req.headers());
+    // Every connection the server accepts has its caller resolved (`client_ip::resolve`).
+    let Some(caller) = req.extensions().get::<Caller>() else {
+        return ApiError::detail(StatusCode::INTERNAL_SERVER_ERROR, "The client address is unknown.")
+            .into_response();
+    };
     let client_ip = match caller.client() {
         Ok(ip) => ip,
         Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
     };
-    let access = original_access(&method, &headers);
+    let access = original_access(method, headers);
     let trusted = caller.peer_trusted();
     let span = tracing::debug_span!(
         "forward_auth",
-        original_method = first(&headers, &METHOD_HEADERS).unwrap_or(method.as_str()),
-        original_uri = trusted.then(|| original_path(&uri, &headers)).flatten(),
-        original_host = trusted.then(|| first(&headers, &HOST_HEADERS)).flatten(),
+        original_method = first(headers, &METHOD_HEADERS).unwrap_or(method.as_str()),
+        original_uri = trusted.then(|| original_path(uri, headers)).flatten(),
+        original_host = trusted.then(|| first(headers, &HOST_HEADERS)).flatten(),
     );
-    match authenticate(&state, client_ip, access, &headers).instrument(span).await {
+    match authenticate(&state, client_ip, access, headers).instrument(span).await {
         Ok(Some(p)) => granted(&state, &p),
         Ok(None) => unauthorized(ApiError::detail(StatusCode::UNAUTHORIZED, MSG_NOT_PROVIDED), false),
         Err(refusal) => match refusal.outcome {

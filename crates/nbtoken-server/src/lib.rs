@@ -22,6 +22,7 @@ use ipnet::IpNet;
 use nbtoken_core::{PepperRing, V1Policy};
 use nbtoken_store::AnyStore;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
@@ -33,6 +34,7 @@ pub mod conn;
 pub mod error;
 pub mod forward;
 pub mod json;
+pub mod layer;
 pub mod limit;
 pub mod metrics;
 pub mod observe;
@@ -149,6 +151,8 @@ pub struct AppState {
     pub passwords: Arc<passwords::Passwords>,
     /// The web UI's sessions (kept across reloads).
     pub ui: Arc<ui::Sessions>,
+    /// The `/api/status/` body, written at its first request (it depends on `config` only).
+    pub status_body: std::sync::OnceLock<axum::body::Bytes>,
 }
 
 impl AppState {
@@ -182,27 +186,46 @@ impl AppState {
             metrics: self.metrics.clone(),
             passwords: self.passwords.clone(),
             ui: self.ui.clone(),
+            status_body: std::sync::OnceLock::new(),
         }
     }
 }
 
 /// The axum router with every route and layer, for embedding or tests.
+///
+/// Each router takes its layers as one stack ([`ServiceBuilder`]): every `Router::layer` call
+/// wraps every route in a boxed service of its own, which each request then clones once per
+/// layer outside it, so a chain of calls costs allocations that grow with the square of
+/// their number.
 pub fn router(state: Arc<AppState>) -> Router {
+    let api = api::routes(state.clone());
+    per_request(api, &state, true).merge(ui::router(state))
+}
+
+/// `router` with the layers each of its routes runs in, outermost first: those of the API
+/// (`json_errors`: every error a client sees is JSON) or of the web UI (which answers its
+/// errors as pages and adds its own security headers inside these).
+pub(crate) fn per_request<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    state: &Arc<AppState>,
+    json_errors: bool,
+) -> Router<S> {
     let timeout = state.config.request_timeout;
-    let state_for_ui = state.clone();
-    api::routes(state.clone())
-        // Who is calling, decided once for every layer and handler inside.
-        .layer(axum::middleware::from_fn_with_state(state, client_ip::resolve))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
-        // Outside the timeout and every rejection: each error a client sees is JSON.
-        .layer(axum::middleware::from_fn(error::json_errors))
-        // The web UI (and the `/` redirect to it) answers its errors as pages, not JSON.
-        .merge(ui::router(state_for_ui))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(observe::RequestIds))
-        // Before an id is kept: a client's unsafe `X-Request-ID` is dropped, so a new one is made.
-        .layer(axum::middleware::from_fn(observe::safe_request_id))
+    let for_caller = state.clone();
+    router.layer(
+        ServiceBuilder::new()
+            // Before an id is kept: a client's unsafe `X-Request-ID` is dropped, so a new one is made.
+            .map_request(observe::safe_request_id)
+            .layer(SetRequestIdLayer::x_request_id(observe::RequestIds))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            // Outside the timeout and every rejection.
+            .option_layer(json_errors.then_some(layer::HookLayer(error::JsonErrors)))
+            .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            // Who is calling, decided once for every layer and handler inside.
+            .map_request(move |req| client_ip::resolve(&for_caller, req))
+            .layer(layer::HookLayer(observe::Track(state.clone()))),
+    )
 }
 
 /// Binds, prints `listening on http://ADDR` to stderr (see [`Config::announce`]), and serves until `shutdown` resolves.
@@ -250,7 +273,17 @@ pub async fn serve_with_reloads(
     let limiter = Arc::new(limit::FailureLimiter::new(config.limits).shared_through(store.failure_counts()));
     let passwords = Arc::new(passwords::Passwords::start(passwords::PasswordConfig::default()));
     let ui = Arc::new(ui::Sessions::new());
-    let state = Arc::new(AppState { config, store, touches, cache, limiter, metrics, passwords, ui });
+    let state = Arc::new(AppState {
+        config,
+        store,
+        touches,
+        cache,
+        limiter,
+        metrics,
+        passwords,
+        ui,
+        status_body: std::sync::OnceLock::new(),
+    });
     // Every request is served by the router of the latest configuration.
     let current = Arc::new(Current {
         state: std::sync::RwLock::new(state.clone()),

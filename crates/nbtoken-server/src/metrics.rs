@@ -6,14 +6,16 @@
 //! client spraying made-up keys cannot grow the set of series.
 
 use std::collections::HashMap;
-use std::sync::{OnceLock, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use nbtoken_core::TokenVersion;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::auth::Outcome;
@@ -29,9 +31,61 @@ const OUTCOMES: usize = Outcome::ALL.len();
 /// The `version` label by token version (none, 1, 2).
 const VERSIONS: [&str; 3] = ["none", "1", "2"];
 
-fn latency_histogram() -> Histogram {
-    // 50 µs … 1.6 s: a cached verification takes microseconds, a database round trip milliseconds.
-    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+/// Upper bounds of the latency buckets, in seconds: 50 µs … 1.6 s, doubling (a cached
+/// verification takes microseconds, a database round trip milliseconds); then `+Inf`.
+const LATENCY_BOUNDS: [f64; 16] = {
+    let mut bounds = [0.000_05; 16];
+    let mut i = 1;
+    while i < bounds.len() {
+        bounds[i] = bounds[i - 1] * 2.0;
+        i += 1;
+    }
+    bounds
+};
+
+/// A latency histogram that records without a lock: one atomic add for the bucket, one
+/// for the sum. (prometheus-client's `Histogram` takes a mutex per observation, which
+/// every request and worker thread would share.) The count is the buckets' total, read
+/// when the metrics are scraped.
+#[derive(Clone, Debug, Default)]
+pub struct Latency(Arc<LatencyCounts>);
+
+#[derive(Debug, Default)]
+struct LatencyCounts {
+    /// Observations per bucket of [`LATENCY_BOUNDS`], then `+Inf`, not cumulative.
+    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Latency {
+    /// Records one duration.
+    pub fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket =
+            LATENCY_BOUNDS.iter().position(|upper| seconds <= *upper).unwrap_or(LATENCY_BOUNDS.len());
+        self.0.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.0.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for Latency {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Latency {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let bounds = LATENCY_BOUNDS.iter().copied().chain(std::iter::once(f64::INFINITY));
+        let buckets: Vec<(f64, u64)> =
+            bounds.zip(self.0.buckets.iter().map(|b| b.load(Ordering::Relaxed))).collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// Every metric of one server instance.
@@ -39,8 +93,8 @@ pub struct Metrics {
     registry: Registry,
     auth: Family<Labels, Counter>,
     v1_uses: Counter,
-    verify_seconds: Histogram,
-    request_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    verify_seconds: Latency,
+    request_seconds: Family<Labels, Latency>,
     cache: Family<Labels, Counter>,
     store_errors: Counter,
     rate_limited: Counter,
@@ -50,7 +104,7 @@ pub struct Metrics {
     // sets nor allocate: by outcome and version (none, 1, 2), by cache result, by route.
     auth_series: [[OnceLock<Counter>; 3]; OUTCOMES],
     cache_series: [OnceLock<Counter>; 2],
-    route_series: RwLock<HashMap<String, Histogram>>,
+    route_series: RwLock<HashMap<String, Latency>>,
 }
 
 impl Metrics {
@@ -65,14 +119,13 @@ impl Metrics {
         );
         let v1_uses = Counter::default();
         registry.register("v1_uses", "Successful authentications with a v1 token", v1_uses.clone());
-        let verify_seconds = latency_histogram();
+        let verify_seconds = Latency::default();
         registry.register(
             "verify_seconds",
             "Time taken by one authentication decision, token lookup included",
             verify_seconds.clone(),
         );
-        let request_seconds =
-            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let request_seconds = Family::<Labels, Latency>::default();
         registry.register(
             "request_seconds",
             "Time taken to answer a request, by route template",
@@ -140,7 +193,7 @@ impl Metrics {
                     .inc();
             }
         }
-        self.verify_seconds.observe(took.as_secs_f64());
+        self.verify_seconds.observe(took);
         if outcome == Outcome::Ok && version == Some(TokenVersion::V1) {
             self.v1_uses.inc();
         }
@@ -148,14 +201,13 @@ impl Metrics {
 
     /// Records the latency of one request; `route` is the matched route template, never the raw path.
     pub fn request(&self, route: &str, took: Duration) {
-        let seconds = took.as_secs_f64();
         let known = self.route_series.read().unwrap_or_else(|p| p.into_inner()).get(route).cloned();
         let histogram = known.unwrap_or_else(|| {
             let h = self.request_seconds.get_or_create(&vec![("route", route.to_owned())]).clone();
             self.route_series.write().unwrap_or_else(|p| p.into_inner()).insert(route.to_owned(), h.clone());
             h
         });
-        histogram.observe(seconds);
+        histogram.observe(took);
     }
 
     /// Counts one token cache lookup.
@@ -193,6 +245,40 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_histograms_read_as_prometheus_clients_own() {
+        use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+        let ours = Latency::default();
+        let theirs = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        // Below the first bound, on a bound, between bounds, past the last one.
+        for micros in [1, 50, 51, 99, 100, 750, 12_345, 1_638_400, 9_000_000] {
+            ours.observe(Duration::from_micros(micros));
+            theirs.observe(Duration::from_micros(micros).as_secs_f64());
+        }
+        let text = |metric: Box<dyn FnOnce(&mut Registry)>| {
+            let mut registry = Registry::default();
+            metric(&mut registry);
+            let mut out = String::new();
+            encode(&mut out, &registry).unwrap();
+            out
+        };
+        let ours = text(Box::new(move |r| r.register("latency", "Latency", ours)));
+        let theirs = text(Box::new(move |r| r.register("latency", "Latency", theirs)));
+        // Every line alike but the sum, which theirs adds up in floating point and ours in
+        // whole nanoseconds: equal to a nanosecond.
+        let (ours_sum, ours_rest): (Vec<&str>, Vec<&str>) =
+            ours.lines().partition(|l| l.starts_with("latency_sum "));
+        let (theirs_sum, theirs_rest): (Vec<&str>, Vec<&str>) =
+            theirs.lines().partition(|l| l.starts_with("latency_sum "));
+        assert_eq!(ours_rest, theirs_rest);
+        let sum = |lines: &[&str]| lines[0]["latency_sum ".len()..].parse::<f64>().unwrap();
+        assert!((sum(&ours_sum) - sum(&theirs_sum)).abs() < 1e-9, "{ours_sum:?} {theirs_sum:?}");
+        assert!(
+            ours.contains("latency_count 9\n") && ours.contains("latency_bucket{le=\"+Inf\"} 9\n"),
+            "{ours}"
+        );
+    }
 
     #[test]
     fn keys_are_labels_only_when_turned_on() {

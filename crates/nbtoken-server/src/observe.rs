@@ -12,53 +12,89 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 use tower_http::request_id::{MakeRequestId, RequestId};
-use tracing::Instrument;
 
 use crate::error::{RateLimited, StoreFailure};
+use crate::layer::Hook;
 use crate::AppState;
 
 /// Route label for requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
-/// The middleware.
-pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // `MatchedPath` holds a shared string: cloning it does not copy the route.
-    let matched = req.extensions().get::<MatchedPath>().cloned();
-    let route = matched.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-    // The fields are read (and formatted) only if the span is enabled.
-    // Recorded as strings, not `%` Display: the text log quotes and escapes string
-    // values (`request_id="…"`), so no value can pass for another field or line.
-    // [`safe_request_id`] has already replaced an id that was not safe.
-    let span = tracing::info_span!(
-        "request",
-        request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or(""),
-        method = req.method().as_str(),
-        route = route,
-    );
-    let v1 = maybe_v1(req.headers());
-    let resp = next.run(req).instrument(span.clone()).await;
-    let took = started.elapsed();
-    state.metrics.request(route, took);
-    if resp.extensions().get::<RateLimited>().is_some() {
-        state.metrics.rate_limited();
+/// The layer around every route: times the request, opens its span, counts it in the
+/// metrics, writes its access-log line when one is due, and puts NetBox's `API-Version`
+/// on every `/api/` response (errors included: pynetbox reads it from a 403 too).
+#[derive(Clone)]
+pub struct Track(pub Arc<AppState>);
+
+/// What [`Track`] learns of a request before it is served.
+pub struct Tracked {
+    state: Arc<AppState>,
+    started: Instant,
+    /// `MatchedPath` holds a shared string: cloning it does not copy the route.
+    matched: Option<MatchedPath>,
+    span: tracing::Span,
+    v1: bool,
+    api: bool,
+}
+
+impl Hook for Track {
+    type Ctx = Tracked;
+
+    fn before(&self, req: &mut Request) -> Tracked {
+        let started = Instant::now();
+        let matched = req.extensions().get::<MatchedPath>().cloned();
+        let route = matched.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+        // The fields are read (and formatted) only if the span is enabled.
+        // Recorded as strings, not `%` Display: the text log quotes and escapes string
+        // values (`request_id="…"`), so no value can pass for another field or line.
+        // [`safe_request_id`] has already replaced an id that was not safe.
+        let span = tracing::info_span!(
+            "request",
+            request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or(""),
+            method = req.method().as_str(),
+            route = route,
+        );
+        Tracked {
+            state: self.0.clone(),
+            started,
+            v1: maybe_v1(req.headers()),
+            api: req.uri().path().starts_with("/api/"),
+            matched,
+            span,
+        }
     }
-    if resp.extensions().get::<StoreFailure>().is_some() {
-        state.metrics.store_error();
+
+    fn span(ctx: &Tracked) -> Option<tracing::Span> {
+        Some(ctx.span.clone())
     }
-    let status = resp.status();
-    // Refusals, errors and v1 uses are always written; other requests as the operator chose.
-    if status.is_client_error() || status.is_server_error() || v1 || state.config.access_log.samples() {
-        span.in_scope(|| {
-            tracing::info!(status = status.as_u16(), micros = took.as_micros() as u64, "request");
-        });
+
+    async fn after(ctx: Tracked, mut resp: Response) -> Response {
+        let took = ctx.started.elapsed();
+        let state = &ctx.state;
+        state.metrics.request(ctx.matched.as_ref().map_or(UNMATCHED, MatchedPath::as_str), took);
+        if resp.extensions().get::<RateLimited>().is_some() {
+            state.metrics.rate_limited();
+        }
+        if resp.extensions().get::<StoreFailure>().is_some() {
+            state.metrics.store_error();
+        }
+        if ctx.api {
+            resp.headers_mut().insert("api-version", HeaderValue::from_static(crate::api::API_VERSION));
+        }
+        let status = resp.status();
+        // Refusals, errors and v1 uses are always written; other requests as the operator chose.
+        if status.is_client_error() || status.is_server_error() || ctx.v1 || state.config.access_log.samples()
+        {
+            ctx.span.in_scope(|| {
+                tracing::info!(status = status.as_u16(), micros = took.as_micros() as u64, "request");
+            });
+        }
+        resp
     }
-    resp
 }
 
 /// Which successful requests get an access-log line (`NBTOKEN_ACCESS_LOG`).
@@ -128,12 +164,12 @@ pub fn is_safe_request_id(id: &[u8]) -> bool {
         && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Middleware (outside `SetRequestIdLayer`): drops a client's `X-Request-ID` unless it is
+/// A request map (outside `SetRequestIdLayer`): drops a client's `X-Request-ID` unless it is
 /// one safe value ([`is_safe_request_id`]), so that the request gets a new id instead.
 ///
 /// The id is echoed in the response and written in every log line of the request; a
 /// value with spaces, quotes or `=` could make a text log line say what the client wants.
-pub async fn safe_request_id(mut req: Request, next: Next) -> Response {
+pub fn safe_request_id(mut req: Request) -> Request {
     let ids = req.headers().get_all("x-request-id");
     let mut values = ids.iter();
     let keep = match (values.next(), values.next()) {
@@ -145,7 +181,7 @@ pub async fn safe_request_id(mut req: Request, next: Next) -> Response {
         tracing::debug!(count = ids.iter().count(), "client X-Request-ID replaced: not a safe id");
         req.headers_mut().remove("x-request-id");
     }
-    next.run(req).await
+    req
 }
 
 /// Gives each request without an `X-Request-ID` a random UUID (version 4), as NetBox does.

@@ -46,6 +46,7 @@ struct Case {
     method: &'static str,
     ip: Option<&'static str>,
     peppers: Vec<u16>,
+    want_rehash: bool,
 }
 
 impl Case {
@@ -57,6 +58,7 @@ impl Case {
             method: "GET",
             ip: Some("127.0.0.1"),
             peppers: vec![1],
+            want_rehash: true,
         }
     }
 
@@ -71,6 +73,7 @@ impl Case {
             client_ip: self.ip.map(|s| s.parse::<IpAddr>().unwrap()),
             now: NOW,
             peppers: &peppers,
+            want_rehash: self.want_rehash,
         })
     }
 }
@@ -186,6 +189,9 @@ fn peppers() {
     assert_eq!(digest.to_hex(), ring(&[2]).current().unwrap().digest(SECRET).to_hex());
     // On the current pepper there is nothing to re-hash.
     assert!(Case::v2(v2_token()).run().unwrap().rehash.is_none());
+    // Where no re-hash is wanted (a store that writes none), none is computed.
+    let unwanted = Case { peppers: vec![1, 2], want_rehash: false, ..Case::v2(v2_token()) }.run().unwrap();
+    assert!(unwanted.rehash.is_none());
     // A pepper-1 token on a server with only pepper 2 is refused as NetBox does.
     check(Case { peppers: vec![2], ..Case::v2(v2_token()) }, "Invalid v2 token");
     // No peppers at all: say so.

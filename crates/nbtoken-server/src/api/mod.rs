@@ -16,7 +16,8 @@ use serde_json::Value;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{BaseUrl, Query};
-use crate::{AppState, API_VERSION};
+use crate::AppState;
+pub(crate) use crate::API_VERSION;
 
 /// Declares the handlers of a collection (`list` and `create`, for GET and POST) with their
 /// OpenAPI descriptions. `list` names the operation that lists and `render` the `json`
@@ -202,14 +203,12 @@ pub fn routes(state: Arc<AppState>) -> Router {
     if state.store.management_refused().is_some() {
         api = api.route_layer(middleware::from_fn_with_state(state.clone(), management_guard));
     }
-    let api = api.route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::middleware));
+    let api = api.route_layer(crate::auth::AuthLayer(state.clone()));
     other_routes()
         .router
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(api_version_header))
-        .layer(middleware::from_fn_with_state(state.clone(), crate::observe::track))
         .with_state(state)
 }
 
@@ -270,16 +269,6 @@ fn other_routes() -> Table {
         .route(crate::forward::PATH, any(crate::forward::check))
         .route("/auth/forward/", any(crate::forward::check))
         .route("/auth/forward/{*path}", any(crate::forward::check))
-}
-
-/// NetBox sets `API-Version` on every `/api/` response, errors included; pynetbox reads it from a 403 too.
-async fn api_version_header(req: axum::extract::Request, next: middleware::Next) -> Response {
-    let is_api = req.uri().path().starts_with("/api/");
-    let mut resp = next.run(req).await;
-    if is_api {
-        resp.headers_mut().insert("api-version", HeaderValue::from_static(API_VERSION));
-    }
-    resp
 }
 
 /// On a store that leaves user and token management to NetBox, every write to `/api/users/`

@@ -16,17 +16,15 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use nbtoken_manage::Actor;
 use nbtoken_store::User;
 use time::OffsetDateTime;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::client_ip::Caller;
 use crate::error::ApiError;
@@ -50,8 +48,7 @@ const COPY_JS: &str = include_str!("../../assets/copy.js");
 /// logging), and the security headers. It sits outside the API's JSON error layer: the UI
 /// answers its errors as pages.
 pub fn router(state: Arc<AppState>) -> Router {
-    let timeout = state.config.request_timeout;
-    Router::new()
+    let router = Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(home))
@@ -73,12 +70,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ui/assets/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
         .route("/ui/assets/copy.js", get(|| async { asset("text/javascript; charset=utf-8", COPY_JS) }))
         .route("/ui/{*rest}", get(not_found).post(not_found))
-        .layer(middleware::from_fn(security_headers))
-        .layer(middleware::from_fn_with_state(state.clone(), crate::observe::track))
-        .layer(middleware::from_fn_with_state(state.clone(), crate::client_ip::resolve))
-        .layer(DefaultBodyLimit::max(crate::MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
-        .with_state(state)
+        .layer(tower::util::MapResponseLayer::new(security_headers));
+    crate::per_request(router, &state, false).with_state(state)
 }
 
 /// `/ui/`: one's tokens when signed in, the sign-in page otherwise.
@@ -94,9 +87,8 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "max-age=3600")], body).into_response()
 }
 
-/// Middleware: the security headers of every UI response; pages (not assets) are never cached.
-async fn security_headers(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
+/// The security headers of every UI response; pages (not assets) are never cached.
+fn security_headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

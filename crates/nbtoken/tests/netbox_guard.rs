@@ -377,7 +377,7 @@ fn a_role_with_only_the_documented_grants_serves() {
     assert_ne!(url, nb.db_url, "the role's URL");
     let dir = tempfile::tempdir().unwrap();
     let bind = format!("127.0.0.1:{}", free_port());
-    let served = {
+    let serve_and_check = || {
         let mut cmd = nbtoken(dir.path());
         cmd.env("NBTOKEN_STORE", "netbox")
             .env("NBTOKEN_DATABASE_URL", &url)
@@ -397,22 +397,23 @@ fn a_role_with_only_the_documented_grants_serves() {
             assert!(started.elapsed() < Duration::from_secs(30), "nbtoken did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
+        for (kw, value) in [("Bearer", &v2.value), ("Token", &v1.value)] {
+            let (status, body) = crate::common::curl(&[
+                "-H",
+                &format!("Authorization: {kw} {value}"),
+                &format!("http://{bind}/api/authentication-check/"),
+            ]);
+            assert_eq!(status, 200, "{kw}: {body}");
+            let (status, _) = crate::common::curl(&[
+                "-H",
+                &format!("Authorization: {kw} {value}"),
+                &format!("http://{bind}/auth/forward"),
+            ]);
+            assert_eq!(status, 200, "{kw} through forward-auth");
+        }
         g
     };
-    for (kw, value) in [("Bearer", &v2.value), ("Token", &v1.value)] {
-        let (status, body) = crate::common::curl(&[
-            "-H",
-            &format!("Authorization: {kw} {value}"),
-            &format!("http://{bind}/api/authentication-check/"),
-        ]);
-        assert_eq!(status, 200, "{kw}: {body}");
-        let (status, _) = crate::common::curl(&[
-            "-H",
-            &format!("Authorization: {kw} {value}"),
-            &format!("http://{bind}/auth/forward"),
-        ]);
-        assert_eq!(status, 200, "{kw} through forward-auth");
-    }
+    let served = serve_and_check();
     let deadline = Instant::now() + Duration::from_secs(10);
     while nb.sql(&format!(
         "SELECT count(*) FROM users_token WHERE id IN ({}, {}) AND last_used IS NOT NULL",
@@ -425,6 +426,9 @@ fn a_role_with_only_the_documented_grants_serves() {
     assert_eq!(nb.sql(&format!("SELECT v1_uses FROM nbtoken.token_use WHERE token_id = {}", v1.id)), "1");
     assert_eq!(nb.sql("SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'nbtoken'"), role);
     drop(served);
+    // Once its schema exists, nbtoken starts without CREATE on the database.
+    nb.sql(&format!("REVOKE CREATE ON DATABASE {db} FROM {role}", db = nb.db));
+    drop(serve_and_check());
     nb.sql(&format!("DROP OWNED BY {role}"));
     nb.sql(&format!("DROP ROLE {role}"));
 }

@@ -121,7 +121,16 @@ pub(crate) async fn migrate(conn: &mut PgConnection) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {SCHEMA}")).execute(&mut *tx).await.map_err(map_err)?;
+    // PostgreSQL checks CREATE on the database even for `CREATE SCHEMA IF NOT EXISTS` on a schema
+    // that exists: asked only when it does not, a role needs that privilege for the first start
+    // alone (or not at all, if an administrator created the schema for it).
+    let exists: bool = sqlx::query_scalar(&format!("SELECT to_regnamespace('{SCHEMA}') IS NOT NULL"))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    if !exists {
+        sqlx::query(&format!("CREATE SCHEMA {SCHEMA}")).execute(&mut *tx).await.map_err(map_err)?;
+    }
     sqlx::query(&format!(
         "CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations \
          (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"

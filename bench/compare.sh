@@ -21,18 +21,11 @@ for b in "$OLD" "$NEW"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; ex
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
 ROUNDS="${ROUNDS:-3}"; DURATION="${DURATION:-8s}"; CONNECTIONS="${CONNECTIONS:-16}"
 LATENCY_CONNECTIONS="${LATENCY_CONNECTIONS:-32}"
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/common.sh"
+bench_workdir
 NBTOKEN_PEPPER_1="$("$OLD" pepper generate)"
 export NBTOKEN_PEPPER_1 NBTOKEN_LOG=warn NBTOKEN_DATA_DIR="$WORK"
-"$OLD" user create bench --superuser >/dev/null
-header="$("$OLD" token create --user bench --json \
-  | python3 -c 'import json,sys; d=json.load(sys.stdin); print("Authorization: Bearer nbt_" + d["key"] + "." + d["token"])')"
+header="$(bench_header "$OLD")"
 rps() { wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$@" | awk '/Requests\/sec/ {print $2}'; }
 # The 99th percentile of wrk --latency, in milliseconds (wrk prints us, ms or s).
 p99() {
@@ -45,7 +38,7 @@ declare -A runs
 for r in $(seq 1 "$ROUNDS"); do
   for which in old new; do
     bin="$OLD"; [ "$which" = new ] && bin="$NEW"
-    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    port="$(free_port)"
     "$bin" serve --bind "127.0.0.1:$port" 2>"$WORK/err" >/dev/null &
     SERVER_PID=$!
     for _ in $(seq 1 100); do grep -q "listening on" "$WORK/err" 2>/dev/null && break; sleep 0.1; done

@@ -15,13 +15,8 @@ set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: bench/instructions.sh BINARY [BINARY...]" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install -y valgrind" >&2; exit 1; }
 REQUESTS="${REQUESTS:-2000}"
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/common.sh"
+bench_workdir
 
 # Sends N requests on one keep-alive connection; fails on any status but 200.
 send() { # PORT PATH N [HEADER]
@@ -50,7 +45,7 @@ counted() { callgrind_control -e "$SERVER_PID" 2>/dev/null | awk '$1 == "Th" { g
 measure() { # BINARY PATH [HEADER]
   local bin="$1" path="$2"; shift 2
   local port
-  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  port="$(free_port)"
   TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
     "$bin" serve --bind "127.0.0.1:$port" 2>"$WORK/err" >/dev/null &
   SERVER_PID=$!
@@ -71,9 +66,7 @@ for bin in "$@"; do
   rm -rf "$WORK/data"; mkdir -p "$WORK/data"
   NBTOKEN_PEPPER_1="$("$bin" pepper generate)"
   export NBTOKEN_PEPPER_1 NBTOKEN_LOG=warn NBTOKEN_DATA_DIR="$WORK/data"
-  "$bin" user create bench --superuser >/dev/null
-  header="$("$bin" token create --user bench --json \
-    | python3 -c 'import json,sys; d=json.load(sys.stdin); print("Authorization: Bearer nbt_" + d["key"] + "." + d["token"])')"
+  header="$(bench_header "$bin")"
   live="$(measure "$bin" /livez)"
   auth="$(measure "$bin" /api/status/ "$header")"
   echo "| $bin | $live | $auth | $((auth - live)) | $(python3 -c "print(f'{$live / $auth:.0%}')") |"

@@ -32,10 +32,9 @@ cleanup() {
 trap cleanup EXIT
 NBTOKEN_PEPPER_1="$("$BIN" pepper generate)"
 export NBTOKEN_PEPPER_1 NBTOKEN_LOG=warn NBTOKEN_DATA_DIR="$WORK"
-"$BIN" user create bench --superuser >/dev/null
-header="$("$BIN" token create --user bench --json \
-  | python3 -c 'import json,sys; d=json.load(sys.stdin); print("Authorization: Bearer nbt_" + d["key"] + "." + d["token"])')"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+. bench/common.sh
+header="$(bench_header "$BIN")"
+port="$(free_port)"
 perf record -q -e cpu-clock -F 2000 -o "$DATA" "$BIN" serve --bind "127.0.0.1:$port" 2>"$WORK/err" >/dev/null &
 PERF_PID=$!
 for _ in $(seq 1 100); do grep -q "listening on" "$WORK/err" 2>/dev/null && break; sleep 0.1; done

@@ -244,18 +244,9 @@ where
         let state = self.state.clone();
         Box::pin(async move {
             let access = Access::for_route(req.method().as_str(), req.uri().path());
-            // Every connection the server accepts has its caller resolved (`client_ip::resolve`);
-            // a request without one is refused, never served as someone.
-            let client_ip = match req.extensions().get::<Caller>().map(Caller::client) {
-                Some(Ok(ip)) => ip,
-                Some(Err(e)) => return Ok(ApiError::bad_request(e.to_string()).into_response()),
-                None => {
-                    return Ok(ApiError::detail(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "The client address is unknown.",
-                    )
-                    .into_response())
-                }
+            let client_ip = match Caller::of(req.extensions()) {
+                Ok((_, ip)) => ip,
+                Err(e) => return Ok(e.into_response()),
             };
             req.extensions_mut().insert(ClientIp(client_ip));
             match authenticate(&state, client_ip, access, req.headers()).await {
@@ -421,7 +412,7 @@ async fn check(
             if state.config.v1_policy.warns(v.version) {
                 tracing::info!(token_id = v.token_id, user_id = v.user_id, %client_ip, "v1 token used; migrate it to v2");
             }
-            let rehash = v.rehash.clone();
+            let rehash = v.rehash;
             let due = (v.touch_last_used || rehash.is_some())
                 && state.touches.due(v.token_id, now, rehash.is_some());
             if due {

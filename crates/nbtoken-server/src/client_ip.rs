@@ -16,9 +16,10 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderMap, HeaderName};
+use axum::http::{Extensions, HeaderMap, HeaderName, StatusCode};
 use ipnet::IpNet;
 
+use crate::error::ApiError;
 use crate::AppState;
 
 /// A forwarding header from a trusted proxy that holds no usable address.
@@ -103,6 +104,16 @@ impl Caller {
     /// by whoever needs the address; a request that does not is served as usual).
     pub fn client(&self) -> Result<IpAddr, &BadForwardedHeader> {
         self.client.as_ref().copied()
+    }
+    /// The caller [`resolve`] put on a request and its client address, or the answer that
+    /// refuses it: 400 when a trusted proxy's header names no client, 500 when no caller was
+    /// resolved (a router driven without its layers). For whoever needs the address.
+    pub fn of(extensions: &Extensions) -> Result<(&Caller, IpAddr), ApiError> {
+        let caller = extensions.get::<Caller>().ok_or_else(|| {
+            ApiError::detail(StatusCode::INTERNAL_SERVER_ERROR, "The client address is unknown.")
+        })?;
+        let ip = caller.client().map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok((caller, ip))
     }
 }
 

@@ -84,14 +84,9 @@ const MSG_NOT_PROVIDED: &str = "Authentication credentials were not provided.";
 pub async fn check(State(state): State<Arc<AppState>>, req: Request) -> Response {
     // Read in place: the request's headers are not copied.
     let (method, uri, headers) = (req.method(), req.uri(), req.headers());
-    // Every connection the server accepts has its caller resolved (`client_ip::resolve`).
-    let Some(caller) = req.extensions().get::<Caller>() else {
-        return ApiError::detail(StatusCode::INTERNAL_SERVER_ERROR, "The client address is unknown.")
-            .into_response();
-    };
-    let client_ip = match caller.client() {
-        Ok(ip) => ip,
-        Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
+    let (caller, client_ip) = match Caller::of(req.extensions()) {
+        Ok(found) => found,
+        Err(e) => return e.into_response(),
     };
     let access = original_access(method, headers);
     let trusted = caller.peer_trusted();

@@ -83,7 +83,7 @@ impl Hook for Track {
             state.metrics.store_error();
         }
         if ctx.api {
-            resp.headers_mut().insert("api-version", HeaderValue::from_static(crate::api::API_VERSION));
+            resp.headers_mut().insert("api-version", HeaderValue::from_static(crate::API_VERSION));
         }
         let status = resp.status();
         // Refusals, errors and v1 uses are always written; other requests as the operator chose.

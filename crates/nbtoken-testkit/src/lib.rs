@@ -110,3 +110,54 @@ pub fn damage_last_page(path: &Path, min_pages: usize) {
     bytes[last..last + 4096].fill(0xff);
     std::fs::write(path, &bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
+
+/// Drops the PostgreSQL schema `schema` at `url`, from anywhere (`Drop` included): over a
+/// connection of its own, on a thread with its own runtime, and never for ever.
+///
+/// The sessions holding locks on that schema's tables are ended first: they are the test's
+/// own, and a test's runtime blocked in `Drop` can no longer finish a transaction one of its
+/// tasks had open (a server's batched `last_used` write, say), on whose locks `DROP SCHEMA`
+/// would otherwise wait for ever. Each try waits at most 5 s for a lock; after 5 tries the
+/// schema is left and a warning says so.
+pub fn drop_pg_schema(url: &str, schema: &str) {
+    use sqlx::Connection;
+    if schema.is_empty() {
+        return;
+    }
+    let (url, name) = (url.to_owned(), schema.to_owned());
+    let dropped = std::thread::spawn(move || {
+        let schema = name;
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&url).await.map_err(|e| e.to_string())?;
+            sqlx::query("SET lock_timeout = '5s'").execute(&mut conn).await.map_err(|e| e.to_string())?;
+            let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", schema.replace('"', "\"\""));
+            let mut last = String::new();
+            for _ in 0..5 {
+                sqlx::query(
+                    "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+                     JOIN pg_class c ON c.oid = l.relation \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = $1 AND l.pid <> pg_backend_pid()",
+                )
+                .bind(&schema)
+                .execute(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+                match sqlx::query(&drop).execute(&mut conn).await {
+                    Ok(_) => {
+                        let _ = conn.close().await;
+                        return Ok(());
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            Err(last)
+        })
+    })
+    .join();
+    if !matches!(dropped, Ok(Ok(()))) {
+        let _ = writeln!(std::io::stderr(), "warning: could not drop test schema {schema}: {dropped:?}");
+    }
+}

@@ -17,7 +17,6 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{BaseUrl, Query};
 use crate::AppState;
-pub(crate) use crate::API_VERSION;
 
 /// Declares the handlers of a collection (`list` and `create`, for GET and POST) with their
 /// OpenAPI descriptions. `list` names the operation that lists and `render` the `json`

@@ -276,56 +276,7 @@ impl Drop for Server {
         // Drop cannot await, and the test's pool is driven by the test's runtime, which
         // this thread is blocking: drop the schema over a connection of its own.
         if let (Backend::Postgres(url), AnyStore::Postgres(pg)) = (&self.backend, &self.store) {
-            drop_schema_blocking(url, pg.schema().unwrap_or_default());
+            nbtoken_testkit::drop_pg_schema(url, pg.schema().unwrap_or_default());
         }
-    }
-}
-
-/// Drops `schema` over a connection of its own, on a thread with its own runtime.
-///
-/// The test's own sessions are ended first: the test's runtime, blocked in `Drop`, can no
-/// longer finish a transaction one of its tasks had open (the server's batched `last_used`
-/// writes, a list), and `DROP SCHEMA` would wait for that transaction's locks for ever.
-/// Only sessions holding locks on this schema's tables are ended: no other test's.
-fn drop_schema_blocking(url: &str, schema: &str) {
-    use sqlx::Connection;
-    if schema.is_empty() {
-        return;
-    }
-    let (url, name) = (url.to_owned(), schema.to_owned());
-    let dropped = std::thread::spawn(move || {
-        let schema = name;
-        let rt =
-            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        rt.block_on(async {
-            let mut conn = sqlx::PgConnection::connect(&url).await.map_err(|e| e.to_string())?;
-            sqlx::query("SET lock_timeout = '5s'").execute(&mut conn).await.map_err(|e| e.to_string())?;
-            let mut last = String::new();
-            for _ in 0..5 {
-                sqlx::query(
-                    "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
-                     JOIN pg_class c ON c.oid = l.relation \
-                     JOIN pg_namespace n ON n.oid = c.relnamespace \
-                     WHERE n.nspname = $1 AND l.pid <> pg_backend_pid()",
-                )
-                .bind(&schema)
-                .execute(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-                let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", schema.replace('"', "\"\""));
-                match sqlx::query(&drop).execute(&mut conn).await {
-                    Ok(_) => {
-                        let _ = conn.close().await;
-                        return Ok(());
-                    }
-                    Err(e) => last = e.to_string(),
-                }
-            }
-            Err(last)
-        })
-    })
-    .join();
-    if !matches!(dropped, Ok(Ok(()))) {
-        eprintln!("warning: could not drop test schema {schema}: {dropped:?}");
     }
 }

@@ -7,11 +7,10 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nbtoken_store::PgStore;
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
 use super::*;
 
@@ -30,29 +29,6 @@ pub fn unique_schema() -> String {
     h.write_u32(std::process::id());
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     format!("nbtoken_test_{:016x}", h.finish())
-}
-
-/// Drops `schema` over a connection of its own, on a thread with its own
-/// runtime, so it works from `Drop` even while a test unwinds.
-fn drop_schema_blocking(url: &str, schema: &str) {
-    let (url, schema) = (url.to_owned(), schema.to_owned());
-    let dropped = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let mut conn = sqlx::PgConnection::connect(&url).await.map_err(|e| e.to_string())?;
-            sqlx::query("SET lock_timeout = '10s'").execute(&mut conn).await.map_err(|e| e.to_string())?;
-            sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                .execute(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-            let _ = conn.close().await;
-            Ok::<_, String>(())
-        })
-    })
-    .join();
-    if !matches!(dropped, Ok(Ok(()))) {
-        let _ = writeln!(std::io::stderr(), "warning: could not drop test schema: {dropped:?}");
-    }
 }
 
 /// A PostgreSQL store in a fresh schema, dropped with the backend.
@@ -74,7 +50,7 @@ impl PgBackend {
 
 impl Drop for PgBackend {
     fn drop(&mut self) {
-        drop_schema_blocking(&self.url, &self.schema);
+        nbtoken_testkit::drop_pg_schema(&self.url, &self.schema);
     }
 }
 

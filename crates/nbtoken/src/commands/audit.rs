@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::migrate::warn_if_partial;
 use super::remote::RemoteTarget;
-use super::{open_store, ops, parse_duration};
+use super::{ops, parse_duration, with_store};
 use crate::cli::{AuditArgs, Global};
 use crate::output::{line, print_json};
 use crate::settings::Settings;
@@ -31,10 +31,11 @@ pub(crate) async fn audit(global: &Global, args: AuditArgs) -> Result<()> {
         Some(target) => read(&target, &mut Warn).await?.1,
         None => {
             let settings = Settings::load(global, None)?;
-            let store = open_store(&settings).await?;
-            let read = read(&LocalTarget::new(&ops(&settings, &store)), &mut Warn).await;
-            nbtoken_store::Store::close(&store).await;
-            read?.1
+            with_store(&settings, async |store| {
+                Ok(read(&LocalTarget::new(&ops(&settings, store)), &mut Warn).await?)
+            })
+            .await?
+            .1
         }
     };
     let report = run_audit(&infos, OffsetDateTime::now_utc(), stale_after);

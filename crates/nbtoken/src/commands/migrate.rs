@@ -17,8 +17,8 @@ use nbtoken_manage::migrate::{
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::open_store;
 use super::remote::RemoteTarget;
+use super::with_store;
 use crate::cli::MigrateCommand;
 use crate::output::{line, note, print_json, stdout_error};
 use crate::settings::{SecretsFile, Settings};
@@ -34,11 +34,10 @@ pub(crate) async fn migrate(global: &crate::cli::Global, cmd: MigrateCommand) ->
         Some(target) => run(&target, cmd).await,
         None => {
             let settings = Settings::load(global, None)?;
-            let store = open_store(&settings).await?;
-            let ops = super::ops(&settings, &store);
-            let done = run(&LocalTarget::new(&ops), cmd).await;
-            nbtoken_store::Store::close(&store).await;
-            done
+            with_store(&settings, async |store| {
+                run(&LocalTarget::new(&super::ops(&settings, store)), cmd).await
+            })
+            .await
         }
     }
 }

@@ -38,24 +38,32 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Netbox(cmd) => netbox::netbox(&cli.global, cmd).await,
         command => {
             let settings = Settings::load(&cli.global, None)?;
-            let store = open_store(&settings).await?;
-            let done = match command {
-                Command::User(cmd) => user::user(&settings, &store, cmd).await,
-                Command::Token(cmd) => token::token(&settings, &store, cmd).await,
-                Command::Pepper(cmd) => pepper::pepper(&settings, &store, cmd).await,
+            with_store(&settings, async |store| match command {
+                Command::User(cmd) => user::user(&settings, store, cmd).await,
+                Command::Token(cmd) => token::token(&settings, store, cmd).await,
+                Command::Pepper(cmd) => pepper::pepper(&settings, store, cmd).await,
                 _ => Err(anyhow!("unreachable command dispatch")),
-            };
-            store.close().await;
-            done
+            })
+            .await
         }
     }
 }
 
+/// Runs `work` on the configured database ([`open_store`]) and closes it after, whatever
+/// `work` answered: closing is what folds SQLite's write-ahead log back into the database file
+/// and removes it; a process that just exits may leave it for the next one to replay.
+pub(crate) async fn with_store<T>(
+    settings: &Settings,
+    work: impl AsyncFnOnce(&AnyStore) -> Result<T>,
+) -> Result<T> {
+    let store = open_store(settings).await?;
+    let done = work(&store).await;
+    store.close().await;
+    done
+}
+
 /// Opens the configured database, creating the data directory for the embedded default.
-///
-/// Whoever opens it closes it ([`Store::close`]) before the process ends: closing is what
-/// folds SQLite's write-ahead log back into the database file and removes it; a process
-/// that just exits may leave it for the next one to replay.
+/// Whoever opens it closes it ([`Store::close`]) before the process ends, as [`with_store`] does.
 pub(crate) async fn open_store(settings: &Settings) -> Result<AnyStore> {
     if settings.database_url.starts_with("sqlite:") {
         settings.ensure_data_dir()?;

@@ -92,7 +92,7 @@ fn check_debug_hides(h: &AuthHeader, secret: &str) {
         return;
     }
     let key = match h.credential() {
-        Credential::V2 { key, .. } => key.as_str(),
+        Credential::V2 { key, .. } => key,
         Credential::V1 { .. } => "",
     };
     if secret.chars().all(|c| c.is_ascii() || key.contains(c)) {

@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use crate::secret::SecretString;
+use crate::secret::SecretStr;
 use crate::token::{is_alnum, KEY_LEN, SECRET_LEN, TOKEN_PREFIX};
 
 /// NetBox's message for a header with the wrong number of parts.
@@ -34,26 +34,26 @@ pub enum Keyword {
     Bearer,
 }
 
-/// A credential read from the header. Key and secret are as presented: they
-/// are checked against the store, not against the token alphabet, because
+/// A credential read from the header, in place (nothing is copied). Key and secret are as
+/// presented: they are checked against the store, not against the token alphabet, because
 /// NetBox does not check them either.
-#[derive(Clone, Debug)]
-pub enum Credential {
+#[derive(Clone, Copy, Debug)]
+pub enum Credential<'a> {
     /// A v1 plaintext.
     V1 {
         /// The presented plaintext.
-        plaintext: SecretString,
+        plaintext: SecretStr<'a>,
     },
     /// A v2 key and secret (the `nbt_` prefix removed once, from the front).
     V2 {
         /// The presented key, public.
-        key: String,
+        key: &'a str,
         /// The presented secret.
-        secret: SecretString,
+        secret: SecretStr<'a>,
     },
 }
 
-impl Credential {
+impl Credential<'_> {
     /// The version the value announces.
     pub fn version(&self) -> crate::TokenVersion {
         match self {
@@ -63,11 +63,11 @@ impl Credential {
     }
 }
 
-/// A parsed `Authorization` header.
-#[derive(Clone, Debug)]
-pub struct AuthHeader {
+/// A parsed `Authorization` header (borrowing the header's value).
+#[derive(Clone, Copy, Debug)]
+pub struct AuthHeader<'a> {
     keyword: Keyword,
-    credential: Credential,
+    credential: Credential<'a>,
     hint: Option<Hint>,
 }
 
@@ -222,10 +222,10 @@ fn keyword(word: &[u8]) -> Option<Keyword> {
     }
 }
 
-impl AuthHeader {
+impl<'a> AuthHeader<'a> {
     /// Parses the raw header value. `Ok(None)` means the request is anonymous
     /// (no header, an empty one, or another scheme such as `Basic`).
-    pub fn parse(raw: &[u8]) -> Result<Option<AuthHeader>, HeaderError> {
+    pub fn parse(raw: &'a [u8]) -> Result<Option<AuthHeader<'a>>, HeaderError> {
         let mut words = raw.split(|&b| is_py_whitespace(b)).filter(|w| !w.is_empty());
         let Some(first) = words.next() else { return Ok(None) };
         let Some(kw) = keyword(first) else { return Ok(None) };
@@ -243,7 +243,7 @@ impl AuthHeader {
 
         let Some(rest) = value.strip_prefix(TOKEN_PREFIX) else {
             let hint = diagnose_v1(kw, value);
-            let credential = Credential::V1 { plaintext: SecretString::from(value) };
+            let credential = Credential::V1 { plaintext: SecretStr::new(value) };
             return Ok(Some(AuthHeader { keyword: kw, credential, hint }));
         };
         let Some((key, secret)) = rest.split_once('.') else {
@@ -251,7 +251,7 @@ impl AuthHeader {
             return Err(HeaderError::NoDot { hint: Some(hint) });
         };
         let hint = diagnose_v2(kw, key, secret);
-        let credential = Credential::V2 { key: key.to_owned(), secret: SecretString::from(secret) };
+        let credential = Credential::V2 { key, secret: SecretStr::new(secret) };
         Ok(Some(AuthHeader { keyword: kw, credential, hint }))
     }
 
@@ -261,12 +261,12 @@ impl AuthHeader {
     }
 
     /// The credential presented.
-    pub fn credential(&self) -> &Credential {
+    pub fn credential(&self) -> &Credential<'a> {
         &self.credential
     }
 
     /// Takes the credential out.
-    pub fn into_credential(self) -> Credential {
+    pub fn into_credential(self) -> Credential<'a> {
         self.credential
     }
 

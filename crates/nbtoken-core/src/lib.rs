@@ -37,7 +37,7 @@ pub use header::{AuthHeader, Credential, HeaderError, Hint};
 pub use issue::{issue, rotate, IssueError, Issued, RotateError, Rotated, TokenSpec};
 pub use pepper::{Pepper, PepperError, PepperId, PepperRing};
 pub use policy::V1Policy;
-pub use secret::SecretString;
+pub use secret::{SecretStr, SecretString};
 pub use stored::{AllowedIps, PreviousSecret, StoredCredential, StoredToken};
 pub use token::{Secret, TokenError, TokenKey, TokenVersion, V1Plaintext, TOKEN_PREFIX};
 pub use verify::{decide, Access, Denial, Verified, VerifyInput};

@@ -35,6 +35,54 @@ impl SecretString {
     }
 }
 
+/// Secret text read in place, where it arrived (the `Authorization` header of a request).
+///
+/// Like [`SecretString`], `Debug` and `Display` print `[redacted]`, equality is constant-time and
+/// the value is reachable only through [`SecretStr::expose`]. It copies nothing: parsing a
+/// header makes no second copy of the secret, so there is none to zeroize (the request's own
+/// buffer is the HTTP server's).
+#[derive(Clone, Copy)]
+pub struct SecretStr<'a>(&'a str);
+
+impl<'a> SecretStr<'a> {
+    /// Wraps a value read in place.
+    pub fn new(value: &'a str) -> Self {
+        Self(value)
+    }
+
+    /// Reads the secret. Call sites are the only places a secret can leak from.
+    pub fn expose(&self) -> &'a str {
+        self.0
+    }
+
+    /// Length in bytes (not secret: the client chose it, and it shows on the wire).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the secret is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Constant-time equality with a stored secret (the length aside, as for [`SecretString`]).
+    pub fn ct_eq(&self, other: &SecretString) -> bool {
+        self.0.as_bytes().ct_eq(other.expose().as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for SecretStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for SecretStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 impl From<&str> for SecretString {
     fn from(value: &str) -> Self {
         Self::new(value.to_owned())
@@ -73,6 +121,17 @@ mod tests {
         assert_eq!(format!("{s:?}"), "[redacted]");
         assert_eq!(format!("{s}"), "[redacted]");
         assert_eq!(format!("{:?}", Some(s)), "Some([redacted])");
+    }
+
+    #[test]
+    fn borrowed_secrets_are_redacted_and_compare_by_content() {
+        let s = SecretStr::new("hunter2-hunter2");
+        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
+        assert_eq!(format!("{:?}", Some(s)), "Some([redacted])");
+        assert!(s.ct_eq(&SecretString::from("hunter2-hunter2")));
+        assert!(!s.ct_eq(&SecretString::from("hunter2-hunter3")));
+        assert!(!s.ct_eq(&SecretString::from("hunter2")));
+        assert_eq!((s.len(), s.is_empty(), s.expose()), (15, false, "hunter2-hunter2"));
     }
 
     #[test]

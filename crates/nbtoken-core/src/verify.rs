@@ -69,7 +69,7 @@ impl Access {
 #[derive(Clone, Copy, Debug)]
 pub struct VerifyInput<'a> {
     /// What the client presented.
-    pub credential: &'a Credential,
+    pub credential: &'a Credential<'a>,
     /// The row found by v1 plaintext or v2 key, if any.
     pub token: Option<&'a StoredToken>,
     /// Whether the token's owner is active (ignored when `token` is `None`).
@@ -166,7 +166,7 @@ pub fn decide(input: &VerifyInput<'_>) -> Result<Verified, Denial> {
     let (token, rehash, used_previous_secret) = match input.credential {
         Credential::V1 { plaintext } => {
             let token = input.token.filter(|t| match &t.credential {
-                StoredCredential::V1 { plaintext: stored } => stored.as_secret() == plaintext,
+                StoredCredential::V1 { plaintext: stored } => plaintext.ct_eq(stored.as_secret()),
                 StoredCredential::V2 { .. } => false,
             });
             (token.ok_or(Denial::InvalidToken(version))?, None, false)
@@ -174,7 +174,7 @@ pub fn decide(input: &VerifyInput<'_>) -> Result<Verified, Denial> {
         Credential::V2 { key, secret } => {
             let current = input.peppers.current().map_err(|_| Denial::PeppersMissing)?;
             let stored = input.token.and_then(|t| match &t.credential {
-                StoredCredential::V2 { key: k, pepper_id, digest, previous } if k.as_str() == key => {
+                StoredCredential::V2 { key: k, pepper_id, digest, previous } if k.as_str() == *key => {
                     Some((t, *pepper_id, digest, previous))
                 }
                 _ => None,

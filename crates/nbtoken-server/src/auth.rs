@@ -30,23 +30,39 @@ use crate::error::ApiError;
 use crate::layer::BoxFuture;
 use crate::AppState;
 
-/// The client address of a request, as [`crate::client_ip`] decided it; in the request extensions.
+/// The client address of a request, as [`crate::client_ip`] decided it (an extractor: a
+/// request whose address is unknown is refused as [`Caller::of`] refuses it).
 #[derive(Clone, Copy, Debug)]
 pub struct ClientIp(pub std::net::IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Caller::of(&parts.extensions).map(|(_, ip)| ClientIp(ip))
+    }
+}
 
 /// An authenticated caller, placed in the request extensions.
 #[derive(Clone, Debug)]
 pub struct Principal {
     /// The user.
     pub user_id: i64,
-    /// The user's name (shared: each extractor of the principal copies a pointer, not the name).
-    pub username: Arc<str>,
     /// The token used.
     pub token_id: i64,
     /// Its version.
     pub version: TokenVersion,
     /// Whether it may write.
     pub write_enabled: bool,
+    /// The row that granted it (shared with the cache: each copy of the principal copies a pointer).
+    row: Arc<TokenRecord>,
+}
+
+impl Principal {
+    /// The user's name.
+    pub fn username(&self) -> &str {
+        &self.row.username
+    }
 }
 
 /// Message for v1 tokens under the `deny` policy (core's, named here for the tests that name it).
@@ -216,7 +232,7 @@ impl<S> Layer<S> for AuthLayer {
 }
 
 /// A route behind [`AuthLayer`]: the request reaches it anonymous or with its [`Principal`]
-/// (and its [`ClientIp`]) in the extensions, or not at all.
+/// in the extensions, or not at all.
 #[derive(Clone)]
 pub struct Authenticated<S> {
     state: Arc<AppState>,
@@ -230,37 +246,99 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = BoxFuture;
+    type Future = AuthFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request) -> BoxFuture {
-        // The route is called after the decision (an await): the service that was made ready
-        // goes with the request, a clone stays for the next one.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let state = self.state.clone();
-        Box::pin(async move {
-            let access = Access::for_route(req.method().as_str(), req.uri().path());
-            let client_ip = match Caller::of(req.extensions()) {
-                Ok((_, ip)) => ip,
-                Err(e) => return Ok(e.into_response()),
-            };
-            req.extensions_mut().insert(ClientIp(client_ip));
-            match authenticate(&state, client_ip, access, req.headers()).await {
-                Ok(None) => inner.call(req).await,
-                Ok(Some(principal)) => {
-                    let version = principal.version;
-                    req.extensions_mut().insert(principal);
-                    let mut resp = inner.call(req).await?;
-                    deprecation_headers(&state.config, version, resp.headers_mut());
-                    Ok(resp)
+    fn call(&mut self, mut req: Request) -> AuthFuture<S::Future> {
+        let client_ip = match Caller::of(req.extensions()) {
+            Ok((_, ip)) => ip,
+            Err(e) => return AuthFuture::answer(e.into_response()),
+        };
+        let access = Access::for_route(req.method().as_str(), req.uri().path());
+        let state = &self.state;
+        match Attempt::begin(state, client_ip, access, req.headers()) {
+            // Decided from memory, with nothing to add to the response (every request with a
+            // cached v2 token): the route is called here, and its future is the answer's.
+            Attempt::Decided(d) if !d.needs_floor() && !d.deprecates(&state.config) => {
+                match d.record(state) {
+                    Ok(principal) => {
+                        if let Some(p) = principal {
+                            req.extensions_mut().insert(p);
+                        }
+                        AuthFuture::Route { future: self.inner.call(req) }
+                    }
+                    Err(refusal) => AuthFuture::answer(refusal.error.into_response()),
                 }
-                Err(refusal) => Ok(refusal.error.into_response()),
             }
-        })
+            attempt => {
+                // The route is called after an await: the service that was made ready goes
+                // with the request, a clone stays for the next one.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let state = state.clone();
+                AuthFuture::Boxed {
+                    future: Box::pin(async move {
+                        let decided = match attempt {
+                            Attempt::Decided(d) => d,
+                            Attempt::NeedsStore(pending) => pending.decide(&state, req.headers()).await,
+                        };
+                        match decided.finish(&state).await {
+                            Ok(None) => inner.call(req).await,
+                            Ok(Some(principal)) => {
+                                let version = principal.version;
+                                req.extensions_mut().insert(principal);
+                                let mut resp = inner.call(req).await?;
+                                deprecation_headers(&state.config, version, resp.headers_mut());
+                                Ok(resp)
+                            }
+                            Err(refusal) => Ok(refusal.error.into_response()),
+                        }
+                    }),
+                }
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of [`Authenticated`]: the route's own future, a boxed one (the store was
+    /// needed, or a refusal must wait, or the response needs headers), or an answer at hand.
+    #[project = AuthFutureProj]
+    #[allow(missing_docs)] // the variants say what their one field is
+    pub enum AuthFuture<F> {
+        /// The route's future.
+        Route { #[pin] future: F },
+        /// Authentication, then the route.
+        Boxed { future: BoxFuture },
+        /// Refused at once (the refusal, until it is taken).
+        Answer { response: Option<Response> },
+    }
+}
+
+impl<F> AuthFuture<F> {
+    fn answer(response: Response) -> Self {
+        AuthFuture::Answer { response: Some(response) }
+    }
+}
+
+impl<F: std::future::Future<Output = Result<Response, Infallible>>> std::future::Future for AuthFuture<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.project() {
+            AuthFutureProj::Route { future } => future.poll(cx),
+            AuthFutureProj::Boxed { future } => future.as_mut().poll(cx),
+            // Polled again after it answered: an empty 500, never a panic.
+            AuthFutureProj::Answer { response } => std::task::Poll::Ready(Ok(response
+                .take()
+                .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response()))),
+        }
     }
 }
 
@@ -288,33 +366,175 @@ pub async fn authenticate(
     access: Access,
     headers: &HeaderMap,
 ) -> Result<Option<Principal>, Refusal> {
-    let started = Instant::now();
-    let mut seen = Seen::default();
-    let result = check(state, client_ip, access, headers, &mut seen).await;
-    let took = started.elapsed();
-    if matches!(&result, Err(r) if r.outcome == Outcome::Invalid) {
-        // See REFUSAL_FLOOR. A timer, not work: a waiting refusal costs no CPU.
-        tokio::time::sleep_until((started + REFUSAL_FLOOR).into()).await;
+    match Attempt::begin(state, client_ip, access, headers) {
+        Attempt::Decided(done) => done.finish(state).await,
+        Attempt::NeedsStore(pending) => pending.decide(state, headers).await.finish(state).await,
     }
-    let (outcome, detail) = match &result {
-        Ok(Some(_)) => (Outcome::Ok, None),
-        Ok(None) => (Outcome::Anonymous, None),
-        Err(r) => (r.outcome, r.error.message()),
-    };
-    state.metrics.auth(outcome, seen.version, seen.key.as_deref(), took);
-    let user_id = result.as_ref().ok().and_then(|p| p.as_ref().map(|p| p.user_id));
-    tracing::debug!(
-        result = outcome.as_str(),
-        version = seen.version.map(|v| v.as_u8()),
-        token_id = seen.token_id,
-        user_id,
-        %client_ip,
-        access = if access == Access::Write { "write" } else { "read" },
-        detail,
-        micros = took.as_micros() as u64,
-        "authentication decision"
-    );
-    result
+}
+
+/// An authentication under way: decided from memory alone (the header, the failure budgets
+/// and a cached row; every request with a cached, valid token), or waiting for the store.
+/// [`AuthLayer`] serves a request decided from memory without a future of its own.
+enum Attempt {
+    Decided(Decided),
+    NeedsStore(NeedsStore),
+}
+
+/// A decision, not yet counted and logged.
+struct Decided {
+    result: Result<Option<Principal>, Refusal>,
+    about: About,
+}
+
+/// What is known of the attempt beside the decision, for the floor, the metrics and the log.
+struct About {
+    started: Instant,
+    /// The time the decision is made for (expiry, `last_used`).
+    now: OffsetDateTime,
+    client_ip: IpAddr,
+    access: Access,
+    seen: Seen,
+}
+
+/// A credential whose row must be read from the store. (The credential itself is read from
+/// the headers again: it is held in place, in the request, which the route receives.)
+struct NeedsStore {
+    /// Where the row is cached (`None`: a v2 key that cannot exist, so nothing is read).
+    cache_key: Option<CacheKey>,
+    /// The cached row refused the credential: confirm that against the store.
+    confirm: bool,
+    about: About,
+}
+
+impl Attempt {
+    /// Everything that needs no I/O: the header stage, the failure budgets, the cache and, on
+    /// a cached row, the decision.
+    fn begin(state: &AppState, client_ip: IpAddr, access: Access, headers: &HeaderMap) -> Attempt {
+        let (started, now) = (Instant::now(), OffsetDateTime::now_utc());
+        let mut about = About { started, now, client_ip, access, seen: Seen::default() };
+        let decided = |result, about| Attempt::Decided(Decided { result, about });
+        let presented = match read_credential(state, client_ip, headers, &mut about.seen) {
+            Ok(Some(p)) => p,
+            Ok(None) => return decided(Ok(None), about),
+            Err(refusal) => return decided(Err(refusal), about),
+        };
+        about.seen.version = Some(presented.version());
+        if let Some(wait) = state.limiter.blocked_for(client_ip, presented.budget_key()) {
+            return decided(Err(Refusal::limited(wait)), about);
+        }
+        let cache_key = match presented.credential() {
+            Credential::V1 { plaintext } => Some(CacheKey::v1(plaintext.expose())),
+            Credential::V2 { key, .. } => CacheKey::v2(key),
+        };
+        let cached = cache_key.as_ref().and_then(|k| {
+            let row = state.cache.get(k);
+            state.metrics.cache(row.is_some());
+            row
+        });
+        if let Some(row) = cached {
+            let decision = verify(state, presented.credential(), Some(&row), access, client_ip, now);
+            // A refusal costs the same whether the key exists or not (SECURITY.md, "Timing"): it
+            // is never answered from the cache alone. A wrong secret on a cached row is
+            // confirmed against the store, as an unknown key is looked up there.
+            if !matches!(decision, Err(Denial::InvalidToken(_))) {
+                let result =
+                    conclude(state, &presented, decision, Some(row), cache_key.as_ref(), headers, &mut about);
+                return decided(result, about);
+            }
+            return Attempt::NeedsStore(NeedsStore { cache_key, confirm: true, about });
+        }
+        Attempt::NeedsStore(NeedsStore { cache_key, confirm: false, about })
+    }
+}
+
+impl NeedsStore {
+    /// Reads the row and decides.
+    async fn decide(self, state: &AppState, headers: &HeaderMap) -> Decided {
+        let NeedsStore { cache_key, confirm, mut about } = self;
+        let (access, client_ip, now) = (about.access, about.client_ip, about.now);
+        let values = headers.get_all(header::AUTHORIZATION).iter().map(HeaderValue::as_bytes);
+        let HeaderDecision::Credential(presented) = read_header(values, state.config.v1_policy) else {
+            // The headers `begin` read a credential from, read the same way: never happens.
+            let error = ApiError::detail(StatusCode::FORBIDDEN, nbtoken_core::header::MSG_WRONG_FORM);
+            return Decided { result: Err(Refusal::new(Outcome::Malformed, error)), about };
+        };
+        let generation = state.cache.generation();
+        let row = match &cache_key {
+            Some(_) => match read_row(state, presented.credential()).await {
+                Ok(row) => row.map(Arc::new),
+                Err(e) => {
+                    let result = Err(Refusal::new(Outcome::StoreError, ApiError::from(e)));
+                    return Decided { result, about };
+                }
+            },
+            None => None,
+        };
+        let decision = verify(state, presented.credential(), row.as_deref(), access, client_ip, now);
+        if matches!(decision, Err(Denial::InvalidToken(_))) {
+            // A failed verification never warms the cache; a store read that ends in a refusal
+            // adds the HMAC a confirmation would have cost. (Negative caching would not do: the
+            // cache is shared with the key's owner, so an unknown key's first probe would still
+            // be slower than an active key's.)
+            if let (false, Credential::V2 { secret, .. }) = (confirm, *presented.credential()) {
+                if let Ok(p) = state.config.peppers.current() {
+                    std::hint::black_box(p.digest(secret.expose()));
+                }
+            }
+        } else if let (Some(k), Some(r)) = (&cache_key, &row) {
+            // A row read after a cached one refused the credential was stale (a secret rotated
+            // elsewhere) and replaces it.
+            state.cache.insert(*k, r.clone(), generation);
+        }
+        let result = conclude(state, &presented, decision, row, cache_key.as_ref(), headers, &mut about);
+        Decided { result, about }
+    }
+}
+
+impl Decided {
+    /// Waits out the refusal floor if there is one, then counts and logs the decision.
+    async fn finish(self, state: &AppState) -> Result<Option<Principal>, Refusal> {
+        if self.needs_floor() {
+            // See REFUSAL_FLOOR. A timer, not work: a waiting refusal costs no CPU.
+            tokio::time::sleep_until((self.about.started + REFUSAL_FLOOR).into()).await;
+        }
+        self.record(state)
+    }
+
+    /// Whether a granted v1 token's response gets deprecation headers ([`deprecation_headers`]).
+    fn deprecates(&self, config: &crate::Config) -> bool {
+        matches!(&self.result, Ok(Some(p)) if config.v1_policy.warns(p.version))
+    }
+
+    /// Whether the answer must wait for [`REFUSAL_FLOOR`].
+    fn needs_floor(&self) -> bool {
+        matches!(&self.result, Err(r) if r.outcome == Outcome::Invalid)
+    }
+
+    /// Counts the decision in the metrics and logs it as one line at debug level.
+    fn record(self, state: &AppState) -> Result<Option<Principal>, Refusal> {
+        let Decided { result, about } = self;
+        let took = about.started.elapsed();
+        let (outcome, detail) = match &result {
+            Ok(Some(_)) => (Outcome::Ok, None),
+            Ok(None) => (Outcome::Anonymous, None),
+            Err(r) => (r.outcome, r.error.message()),
+        };
+        let seen = &about.seen;
+        state.metrics.auth(outcome, seen.version, seen.key.as_deref(), took);
+        let user_id = result.as_ref().ok().and_then(|p| p.as_ref().map(|p| p.user_id));
+        tracing::debug!(
+            result = outcome.as_str(),
+            version = seen.version.map(|v| v.as_u8()),
+            token_id = seen.token_id,
+            user_id,
+            client_ip = %about.client_ip,
+            access = if about.access == Access::Write { "write" } else { "read" },
+            detail,
+            micros = took.as_micros() as u64,
+            "authentication decision"
+        );
+        result
+    }
 }
 
 /// What was learnt about the credential on the way to a decision, for metrics and the log.
@@ -326,76 +546,41 @@ struct Seen {
     key: Option<String>,
 }
 
-async fn check(
+/// Core's row stage for `credential` against `row`.
+fn verify(
     state: &AppState,
-    client_ip: IpAddr,
+    credential: &Credential<'_>,
+    row: Option<&TokenRecord>,
     access: Access,
+    client_ip: IpAddr,
+    now: OffsetDateTime,
+) -> Result<nbtoken_core::Verified, Denial> {
+    decide(&VerifyInput {
+        credential,
+        token: row.map(|r| &r.token),
+        user_active: row.is_some_and(|r| r.user_active),
+        access,
+        client_ip: Some(client_ip),
+        now,
+        peppers: &state.config.peppers,
+        // A store that writes no re-hash (NetBox's without NBTOKEN_REHASH=on) is asked for none.
+        want_rehash: state.store.rehashes(),
+    })
+}
+
+/// The decision's consequences: on success the v1 count, the `last_used` write and the
+/// principal; on a refusal the failure budgets and NetBox's answer.
+fn conclude(
+    state: &AppState,
+    presented: &Presented<'_>,
+    decision: Result<nbtoken_core::Verified, Denial>,
+    row: Option<Arc<TokenRecord>>,
+    cache_key: Option<&CacheKey>,
     headers: &HeaderMap,
-    seen: &mut Seen,
+    about: &mut About,
 ) -> Result<Option<Principal>, Refusal> {
-    let Some(presented) = read_credential(state, client_ip, headers, seen)? else { return Ok(None) };
-    let credential = presented.credential();
-    seen.version = Some(presented.version());
-    let limited_key = presented.budget_key();
-    if let Some(wait) = state.limiter.blocked_for(client_ip, limited_key) {
-        return Err(Refusal::limited(wait));
-    }
-    let cache_key = match credential {
-        Credential::V1 { plaintext } => Some(CacheKey::v1(plaintext.expose())),
-        Credential::V2 { key, .. } => CacheKey::v2(key),
-    };
-    let found = match cache_key {
-        Some(k) => lookup(state, k, read_row(state, credential)).await,
-        // A key of the wrong shape cannot exist; skip the lookup but not the HMAC.
-        None => Ok(Lookup { record: None, cache_key: None, from_cache: false, generation: 0 }),
-    }
-    .map_err(|e| Refusal::new(Outcome::StoreError, e))?;
-    let now = OffsetDateTime::now_utc();
-    let verify = |token: Option<&TokenRecord>| {
-        decide(&VerifyInput {
-            credential,
-            token: token.map(|r| &r.token),
-            user_active: token.is_some_and(|r| r.user_active),
-            access,
-            client_ip: Some(client_ip),
-            now,
-            peppers: &state.config.peppers,
-            // A store that writes no re-hash (NetBox's without NBTOKEN_REHASH=on) is asked for none.
-            want_rehash: state.store.rehashes(),
-        })
-    };
-    let mut record = found.record;
-    let mut decision = verify(record.as_deref());
-    // A refusal costs the same whether the key exists or not (SECURITY.md, "Timing"): it is
-    // never answered from the cache alone, and a failed verification never warms the cache.
-    // A wrong secret on a cached row is confirmed against the store, as an unknown key is
-    // looked up there; a store read that ends in a refusal adds the HMAC that confirmation
-    // would have cost. (Negative caching would not do: the cache is shared with the key's
-    // owner, so an unknown key's first probe would still be slower than an active key's.)
-    if matches!(decision, Err(Denial::InvalidToken(_))) {
-        if found.from_cache {
-            let generation = state.cache.generation();
-            let fresh = read_row(state, credential)
-                .await
-                .map_err(|e| Refusal::new(Outcome::StoreError, ApiError::from(e)))?
-                .map(Arc::new);
-            decision = verify(fresh.as_deref());
-            if decision.is_ok() {
-                // The cached row was stale (a secret rotated elsewhere): keep the fresh one.
-                if let (Some(k), Some(r)) = (found.cache_key, &fresh) {
-                    state.cache.insert(k, r.clone(), generation);
-                }
-            }
-            record = fresh;
-        } else if let Credential::V2 { secret, .. } = credential {
-            if let Ok(p) = state.config.peppers.current() {
-                std::hint::black_box(p.digest(secret.expose()));
-            }
-        }
-    } else if let (false, Some(k), Some(r)) = (found.from_cache, found.cache_key, &record) {
-        state.cache.insert(k, r.clone(), found.generation);
-    }
-    if let Some(r) = &record {
+    let (client_ip, now, seen) = (about.client_ip, about.now, &mut about.seen);
+    if let Some(r) = &row {
         seen.token_id = Some(r.token.id);
         // Only a metrics label needs the key, and only when the operator turned those on.
         if let (true, nbtoken_core::StoredCredential::V2 { key, .. }) =
@@ -404,50 +589,11 @@ async fn check(
             seen.key = Some(key.as_str().to_owned());
         }
     }
-    match decision {
-        Ok(v) => {
-            if v.version == TokenVersion::V1 {
-                state.touches.count_v1_use(v.token_id, now);
-            }
-            if state.config.v1_policy.warns(v.version) {
-                tracing::info!(token_id = v.token_id, user_id = v.user_id, %client_ip, "v1 token used; migrate it to v2");
-            }
-            let rehash = v.rehash;
-            let due = (v.touch_last_used || rehash.is_some())
-                && state.touches.due(v.token_id, now, rehash.is_some());
-            if due {
-                // The digest the request verified: a guarded re-hash replaces only that one.
-                let rehash_from = match (&rehash, record.as_deref().map(|r| &r.token.credential)) {
-                    (Some(_), Some(nbtoken_core::StoredCredential::V2 { digest, .. })) => {
-                        Some(digest.clone())
-                    }
-                    _ => None,
-                };
-                // Cut to what a store keeps, so a queue of touches cannot hold huge headers.
-                let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| {
-                    ua.char_indices()
-                        .nth(nbtoken_store::USER_AGENT_MAX)
-                        .map_or(ua, |(end, _)| &ua[..end])
-                        .to_owned()
-                });
-                state.touches.queue(Touch {
-                    token_id: v.token_id,
-                    at: now,
-                    ip: Some(client_ip),
-                    rehash,
-                    rehash_from,
-                    user_agent,
-                });
-            }
-            Ok(Some(Principal {
-                user_id: v.user_id,
-                username: record.as_ref().map_or_else(|| Arc::from(""), |r| Arc::from(r.username.as_str())),
-                token_id: v.token_id,
-                version: v.version,
-                write_enabled: v.write_enabled,
-            }))
-        }
-        Err(denial) => {
+    let (v, row) = match (decision, row) {
+        (Ok(v), Some(row)) => (v, row),
+        // The core grants nothing without a row.
+        (decision, _) => {
+            let denial = decision.err().unwrap_or(Denial::InvalidToken(presented.version()));
             let status = match denial {
                 Denial::PeppersMissing => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::FORBIDDEN,
@@ -456,27 +602,70 @@ async fn check(
                 // An unknown key is not a token that exists: it must not become a metrics label.
                 seen.key = None;
                 seen.token_id = None;
-                if let Some(wait) = state.limiter.record_failure(client_ip, limited_key) {
+                if let Some(wait) = state.limiter.record_failure(client_ip, presented.budget_key()) {
                     return Err(Refusal::limited(wait));
                 }
             }
             let hint = presented.hint_for(&denial).map(|h| h.to_string());
-            Err(Refusal::new(Outcome::of(&denial), ApiError::with_hint(status, denial.detail(), hint)))
+            return Err(Refusal::new(
+                Outcome::of(&denial),
+                ApiError::with_hint(status, denial.detail(), hint),
+            ));
+        }
+    };
+    if v.version == TokenVersion::V1 {
+        state.touches.count_v1_use(v.token_id, now);
+    }
+    if state.config.v1_policy.warns(v.version) {
+        tracing::info!(token_id = v.token_id, user_id = v.user_id, %client_ip, "v1 token used; migrate it to v2");
+    }
+    let rehash = v.rehash;
+    let due = (v.touch_last_used || rehash.is_some()) && state.touches.due(v.token_id, now, rehash.is_some());
+    if due {
+        // The digest the request verified: a guarded re-hash replaces only that one.
+        let rehash_from = match (&rehash, &row.token.credential) {
+            (Some(_), nbtoken_core::StoredCredential::V2 { digest, .. }) => Some(digest.clone()),
+            _ => None,
+        };
+        // Cut to what a store keeps, so a queue of touches cannot hold huge headers.
+        let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| {
+            ua.char_indices().nth(nbtoken_store::USER_AGENT_MAX).map_or(ua, |(end, _)| &ua[..end]).to_owned()
+        });
+        state.touches.queue(Touch {
+            token_id: v.token_id,
+            at: now,
+            ip: Some(client_ip),
+            rehash,
+            rehash_from,
+            user_agent,
+        });
+        // The cached row learns the use it queued, so the requests after this one, until the
+        // next is due, do not ask the write queue again.
+        if let Some(k) = cache_key {
+            state.cache.note_used(k, now);
         }
     }
+    Ok(Some(Principal {
+        user_id: v.user_id,
+        token_id: v.token_id,
+        version: v.version,
+        write_enabled: v.write_enabled,
+        row,
+    }))
 }
 
 /// Core's header stage, and the failure budget of the client around it: the credential to
-/// look up, `None` for an anonymous request, or the refusal.
-fn read_credential(
+/// look up, `None` for an anonymous request, or the refusal. (A credential's budgets, the
+/// client's and its key's, are consulted by [`Attempt::begin`], once.)
+fn read_credential<'h>(
     state: &AppState,
     client_ip: IpAddr,
-    headers: &HeaderMap,
+    headers: &'h HeaderMap,
     seen: &mut Seen,
-) -> Result<Option<Presented>, Refusal> {
+) -> Result<Option<Presented<'h>>, Refusal> {
     let values = headers.get_all(header::AUTHORIZATION).iter().map(HeaderValue::as_bytes);
     let decision = read_header(values, state.config.v1_policy);
-    if decision.consults_budget() {
+    if decision.consults_budget() && !matches!(decision, HeaderDecision::Credential(_)) {
         if let Some(wait) = state.limiter.blocked_for(client_ip, None) {
             return Err(Refusal::limited(wait));
         }
@@ -499,35 +688,8 @@ fn read_credential(
     }
 }
 
-/// A token row, and where it came from.
-struct Lookup {
-    record: Option<Arc<TokenRecord>>,
-    /// Where the row is cached (`None`: a v2 key that cannot exist).
-    cache_key: Option<CacheKey>,
-    from_cache: bool,
-    /// The cache generation before the store read (see [`crate::cache`]).
-    generation: u64,
-}
-
-/// The row from the cache, or else from the store. A row read from the store is not cached
-/// here: only once it has verified a credential (see [`check`]).
-async fn lookup(
-    state: &AppState,
-    cache_key: CacheKey,
-    fetch: impl std::future::Future<Output = Result<Option<TokenRecord>, StoreError>>,
-) -> Result<Lookup, ApiError> {
-    if let Some(r) = state.cache.get(&cache_key) {
-        state.metrics.cache(true);
-        return Ok(Lookup { record: Some(r), cache_key: Some(cache_key), from_cache: true, generation: 0 });
-    }
-    state.metrics.cache(false);
-    let generation = state.cache.generation();
-    let record = fetch.await?.map(Arc::new);
-    Ok(Lookup { record, cache_key: Some(cache_key), from_cache: false, generation })
-}
-
-/// The row `credential` names, read from the store (the cache is [`lookup`]'s business).
-async fn read_row(state: &AppState, credential: &Credential) -> Result<Option<TokenRecord>, StoreError> {
+/// The row `credential` names, read from the store (the cache is [`Attempt::begin`]'s business).
+async fn read_row(state: &AppState, credential: &Credential<'_>) -> Result<Option<TokenRecord>, StoreError> {
     match credential {
         Credential::V1 { plaintext } => state.store.token_by_plaintext(plaintext.expose()).await,
         Credential::V2 { key, .. } => state.store.token_by_key(key).await,

@@ -23,7 +23,7 @@ use sha2::{Digest as _, Sha256};
 const MAX_ENTRIES: usize = 200_000;
 
 /// How a row is found: by v2 key, or by the SHA-256 of a v1 plaintext (never the plaintext itself).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CacheKey {
     /// A well-formed v2 key (12 ASCII characters), held inline so a lookup allocates nothing.
     V2([u8; nbtoken_core::token::KEY_LEN]),
@@ -98,6 +98,19 @@ impl TokenCache {
             return;
         }
         entries.insert(key, Entry { record, fetched: Instant::now() });
+    }
+
+    /// Notes on the cached row at `key` (if it is still there) that its token was used at `at`,
+    /// as the `last_used` write queued for it will say once written: without it, every request
+    /// until the row is read again would find `last_used` old and ask the write queue again.
+    /// The row keeps its age, so the store is read as often as before.
+    pub fn note_used(&self, key: &CacheKey, at: time::OffsetDateTime) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = entries.get_mut(key) {
+            let mut record = TokenRecord::clone(&entry.record);
+            record.token.last_used = Some(at);
+            entry.record = Arc::new(record);
+        }
     }
 
     /// A fresh copy of a user, if there is one.
@@ -238,6 +251,25 @@ mod tests {
             user_active: true,
             last_used_ip: None,
         })
+    }
+
+    #[test]
+    fn a_noted_use_shows_in_the_cached_row_and_leaves_its_age() {
+        let c = TokenCache::new(Duration::from_millis(300));
+        let key = CacheKey::v2("AbCdEfGhIjKa").unwrap();
+        let at = time::OffsetDateTime::now_utc();
+        // Nothing cached: nothing to note, and nothing is added.
+        c.note_used(&key, at);
+        assert!(c.get(&key).is_none());
+        c.insert(key, record(1, 10), 0);
+        assert_eq!(c.get(&key).unwrap().token.last_used, None);
+        c.note_used(&key, at);
+        let row = c.get(&key).unwrap();
+        assert_eq!((row.token.last_used, row.token.id, row.username.as_str()), (Some(at), 1, "u"));
+        // Noting a use does not make a row fresh again: it expires when it would have.
+        std::thread::sleep(Duration::from_millis(350));
+        c.note_used(&key, at);
+        assert!(c.get(&key).is_none());
     }
 
     #[test]

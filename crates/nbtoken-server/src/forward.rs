@@ -130,7 +130,7 @@ fn granted(state: &AppState, p: &Principal) -> Response {
     let mut resp = StatusCode::OK.into_response();
     let h = resp.headers_mut();
     // Usernames are letters, digits and `@.+-_`: never a control character, so this cannot fail.
-    if let Ok(v) = HeaderValue::from_bytes(p.username.as_bytes()) {
+    if let Ok(v) = HeaderValue::from_bytes(p.username().as_bytes()) {
         h.insert(USER, v);
     }
     h.insert(USER_ID, HeaderValue::from(p.user_id));

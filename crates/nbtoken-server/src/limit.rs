@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -76,7 +77,24 @@ const MAX_PENDING: usize = 100_000;
 /// Longest wait for one round trip of the sharing task.
 const SHARED_TIMEOUT: Duration = Duration::from_secs(2);
 
-type Blocked = Mutex<HashMap<Subject, Instant>>;
+/// The subjects blocked, and until when.
+///
+/// Every authenticated request asks whether its client is blocked, and nearly always none is:
+/// `any` answers that from a flag that is written only when a block is added or the last one
+/// pruned, so the answer costs no lock, and no cache line moves between the cores serving
+/// requests. It is set under the lock, before the lock is released, so a reader that sees it
+/// unset has read the map as it was before the block, as it would have under the lock.
+#[derive(Default)]
+struct Blocked {
+    map: Mutex<HashMap<Subject, Instant>>,
+    any: AtomicBool,
+}
+
+impl Blocked {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Subject, Instant>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// Failures counted here and not yet added to the shared counters.
 #[derive(Default)]
@@ -107,7 +125,7 @@ impl FailureLimiter {
             config,
             per_ip: limiter(config.per_ip_per_minute),
             per_key: limiter(config.per_key_per_minute),
-            blocked: Arc::new(Mutex::new(HashMap::new())),
+            blocked: Arc::new(Blocked::default()),
             clock: DefaultClock::default(),
             pending: None,
         }
@@ -128,21 +146,15 @@ impl FailureLimiter {
 
     /// How long this client (or this key) must still wait, if it is blocked.
     pub fn blocked_for(&self, ip: IpAddr, key: Option<&str>) -> Option<Duration> {
-        let blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
-        if blocked.is_empty() {
+        if !self.blocked.any.load(Ordering::Acquire) {
             return None;
         }
+        let blocked = self.blocked.lock();
         let now = Instant::now();
-        let mut subjects = vec![Subject::Ip(ip)];
-        if let Some(k) = key {
-            subjects.push(Subject::Key(k.to_owned()));
-        }
-        subjects
-            .iter()
-            .filter_map(|s| blocked.get(s))
-            .filter(|until| **until > now)
-            .map(|until| *until - now)
-            .max()
+        let left = |s: &Subject| blocked.get(s).filter(|until| **until > now).map(|until| *until - now);
+        let by_ip = left(&Subject::Ip(ip));
+        let by_key = key.and_then(|k| left(&Subject::Key(k.to_owned())));
+        by_ip.max(by_key)
     }
 
     /// Counts one failure; returns how long the client (or key) is now blocked, if it is.
@@ -186,7 +198,12 @@ impl FailureLimiter {
     /// Forgets expired blocks and idle budgets; call now and then.
     pub fn prune(&self) {
         let now = Instant::now();
-        self.blocked.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, until| *until > now);
+        let mut blocked = self.blocked.lock();
+        blocked.retain(|_, until| *until > now);
+        if blocked.is_empty() {
+            self.blocked.any.store(false, Ordering::Release);
+        }
+        drop(blocked);
         if let Some(l) = &self.per_ip {
             l.retain_recent();
         }
@@ -199,9 +216,10 @@ impl FailureLimiter {
 /// Blocks `subject` for `wait` (at least a second) from now, unless it is blocked for longer already.
 fn block(blocked: &Blocked, subject: Subject, wait: Duration) {
     let until = Instant::now() + wait.max(Duration::from_secs(1));
-    let mut blocked = blocked.lock().unwrap_or_else(|p| p.into_inner());
-    let entry = blocked.entry(subject).or_insert(until);
+    let mut map = blocked.lock();
+    let entry = map.entry(subject).or_insert(until);
     *entry = (*entry).max(until);
+    blocked.any.store(true, Ordering::Release);
 }
 
 /// The sharing task: adds queued failures to the shared counters as they come (one batch
@@ -296,6 +314,31 @@ mod tests {
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(21), "{wait:?}");
         assert!(l.blocked_for(a, None).is_some());
         assert_eq!(l.blocked_for(ip("192.0.2.2"), None), None);
+    }
+
+    #[test]
+    fn the_lock_free_answer_follows_the_blocks() {
+        let l = FailureLimiter::new(LimitConfig { per_ip_per_minute: 1, per_key_per_minute: 0 });
+        let a = ip("192.0.2.1");
+        assert!(!l.blocked.any.load(Ordering::Acquire));
+        assert_eq!(l.record_failure(a, None), None);
+        // A failure within the budget blocks nobody: the answer still takes no lock.
+        assert!(!l.blocked.any.load(Ordering::Acquire));
+        assert!(l.record_failure(a, None).is_some());
+        assert!(l.blocked.any.load(Ordering::Acquire));
+        assert!(l.blocked_for(a, None).is_some());
+        // Pruning keeps a block that has not run out, and the flag with it.
+        l.prune();
+        assert!(l.blocked.any.load(Ordering::Acquire) && l.blocked_for(a, None).is_some());
+        // Once the last block has run out and is pruned, the flag is down again.
+        l.blocked.lock().insert(Subject::Ip(a), Instant::now());
+        l.prune();
+        assert!(!l.blocked.any.load(Ordering::Acquire));
+        assert_eq!(l.blocked_for(a, None), None);
+        // Blocks recorded by other instances raise it too.
+        block(&l.blocked, Subject::Key("AbCdEfGhIjKl".into()), Duration::from_secs(5));
+        assert!(l.blocked_for(ip("192.0.2.9"), Some("AbCdEfGhIjKl")).is_some());
+        assert_eq!(l.blocked_for(ip("192.0.2.9"), Some("AbCdEfGhIjKm")), None);
     }
 
     #[test]

@@ -17,18 +17,18 @@ pub const MSG_V1_DENIED: &str =
 
 /// What the `Authorization` headers of a request come to, before any lookup.
 #[derive(Debug)]
-pub enum HeaderDecision {
+pub enum HeaderDecision<'a> {
     /// No `Authorization` header: anonymous.
     Absent,
     /// One header of another scheme (`Basic …`) or of blanks only: anonymous, as in NetBox.
     OtherScheme,
     /// A credential to look up and give to [`super::decide`].
-    Credential(Presented),
+    Credential(Presented<'a>),
     /// Refused here; nothing is looked up.
     Refused(HeaderRefusal),
 }
 
-impl HeaderDecision {
+impl HeaderDecision<'_> {
     /// Whether the client's failure budget is consulted before this decision applies (a
     /// blocked client is refused whatever its header says): for every request that sent one
     /// `Authorization` header. Without one a request is anonymous at no cost, and a doubled
@@ -38,16 +38,16 @@ impl HeaderDecision {
     }
 }
 
-/// A credential read from the one `Authorization` header, with its diagnosis.
-#[derive(Clone, Debug)]
-pub struct Presented {
-    credential: Credential,
+/// A credential read from the one `Authorization` header (in place), with its diagnosis.
+#[derive(Clone, Copy, Debug)]
+pub struct Presented<'a> {
+    credential: Credential<'a>,
     hint: Option<Hint>,
 }
 
-impl Presented {
+impl<'a> Presented<'a> {
     /// The credential, for the lookup and [`super::decide`].
-    pub fn credential(&self) -> &Credential {
+    pub fn credential(&self) -> &Credential<'a> {
         &self.credential
     }
 
@@ -58,9 +58,9 @@ impl Presented {
 
     /// The v2 key that has a failure budget of its own: only a well-formed one, since a key of
     /// another shape cannot exist and must not add entries to the budgets.
-    pub fn budget_key(&self) -> Option<&str> {
-        match &self.credential {
-            Credential::V2 { key, .. } if TokenKey::is_valid(key) => Some(key.as_str()),
+    pub fn budget_key(&self) -> Option<&'a str> {
+        match self.credential {
+            Credential::V2 { key, .. } if TokenKey::is_valid(key) => Some(key),
             _ => None,
         }
     }
@@ -124,7 +124,10 @@ impl HeaderRefusal {
 
 /// The header stage: the raw values of every `Authorization` header of a request, in order,
 /// and the v1 policy.
-pub fn read_header<'a>(values: impl IntoIterator<Item = &'a [u8]>, v1_policy: V1Policy) -> HeaderDecision {
+pub fn read_header<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+    v1_policy: V1Policy,
+) -> HeaderDecision<'a> {
     let mut values = values.into_iter();
     let Some(raw) = values.next() else { return HeaderDecision::Absent };
     if values.next().is_some() {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::response::Response;
 use nbtoken_core::{PepperId, TokenVersion};
 use nbtoken_manage::{input, Actor, Error, Forbidden};
@@ -144,7 +144,7 @@ async fn remove(state: &AppState, actor: &Actor, id: &str) -> ApiResult<()> {
 )]
 pub async fn provision(
     State(state): State<Arc<AppState>>,
-    Extension(ClientIp(client_ip)): Extension<ClientIp>,
+    ClientIp(client_ip): ClientIp,
     ctx: Ctx,
     body: Bytes,
 ) -> ApiResult<Response> {

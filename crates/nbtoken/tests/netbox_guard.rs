@@ -356,6 +356,8 @@ fn a_role_with_only_the_documented_grants_serves() {
     // A NetBox of its own: the `nbtoken` schema must be this role's, created by it.
     let Some(nb) = netbox_named("guard-grants") else { return };
     let role = format!("nbtoken_guard_{}", std::process::id());
+    // Dropped at the end of the test, failed or not: login roles belong to the whole cluster.
+    let _role = Role { nb, name: role.clone() };
     let user = nb.create_user("grants-user", false);
     let v2 = nb.create_token(user, 2, json!({"description": "grants"}));
     let v1 = nb.create_token(user, 1, json!({"description": "grants v1"}));
@@ -429,6 +431,23 @@ fn a_role_with_only_the_documented_grants_serves() {
     // Once its schema exists, nbtoken starts without CREATE on the database.
     nb.sql(&format!("REVOKE CREATE ON DATABASE {db} FROM {role}", db = nb.db));
     drop(serve_and_check());
-    nb.sql(&format!("DROP OWNED BY {role}"));
-    nb.sql(&format!("DROP ROLE {role}"));
+}
+
+/// A login role a test creates: dropped with what it owns (and its grants) when the test ends,
+/// passed or failed. Errors are ignored here, since a failed test may be unwinding: the role
+/// may not exist yet.
+struct Role<'a> {
+    nb: &'a NetBox,
+    name: String,
+}
+
+impl Drop for Role<'_> {
+    fn drop(&mut self) {
+        for sql in [format!("DROP OWNED BY {}", self.name), format!("DROP ROLE IF EXISTS {}", self.name)] {
+            let _ = Command::new("psql")
+                .args([&self.nb.db_url, "-tAq", "-c", &sql])
+                .env("PGOPTIONS", "-c client_min_messages=warning")
+                .output();
+        }
+    }
 }

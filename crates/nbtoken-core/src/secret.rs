@@ -55,16 +55,6 @@ impl<'a> SecretStr<'a> {
         self.0
     }
 
-    /// Length in bytes (not secret: the client chose it, and it shows on the wire).
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether the secret is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Constant-time equality with a stored secret (the length aside, as for [`SecretString`]).
     pub fn ct_eq(&self, other: &SecretString) -> bool {
         self.0.as_bytes().ct_eq(other.expose().as_bytes()).into()
@@ -131,7 +121,7 @@ mod tests {
         assert!(s.ct_eq(&SecretString::from("hunter2-hunter2")));
         assert!(!s.ct_eq(&SecretString::from("hunter2-hunter3")));
         assert!(!s.ct_eq(&SecretString::from("hunter2")));
-        assert_eq!((s.len(), s.is_empty(), s.expose()), (15, false, "hunter2-hunter2"));
+        assert_eq!(s.expose(), "hunter2-hunter2");
     }
 
     #[test]

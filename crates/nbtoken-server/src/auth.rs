@@ -30,21 +30,8 @@ use crate::error::ApiError;
 use crate::layer::BoxFuture;
 use crate::AppState;
 
-/// The client address of a request, as [`crate::client_ip`] decided it (an extractor: a
-/// request whose address is unknown is refused as [`Caller::of`] refuses it).
-#[derive(Clone, Copy, Debug)]
-pub struct ClientIp(pub std::net::IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Caller::of(&parts.extensions).map(|(_, ip)| ClientIp(ip))
-    }
-}
-
 /// An authenticated caller, placed in the request extensions.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Principal {
     /// The user.
     pub user_id: i64,
@@ -62,6 +49,19 @@ impl Principal {
     /// The user's name.
     pub fn username(&self) -> &str {
         &self.row.username
+    }
+}
+
+/// Who, with which token: the row that granted it stays out of the output.
+impl std::fmt::Debug for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Principal")
+            .field("user_id", &self.user_id)
+            .field("username", &self.username())
+            .field("token_id", &self.token_id)
+            .field("version", &self.version)
+            .field("write_enabled", &self.write_enabled)
+            .finish()
     }
 }
 
@@ -281,11 +281,7 @@ where
                 let state = state.clone();
                 AuthFuture::Boxed {
                     future: Box::pin(async move {
-                        let decided = match attempt {
-                            Attempt::Decided(d) => d,
-                            Attempt::NeedsStore(pending) => pending.decide(&state, req.headers()).await,
-                        };
-                        match decided.finish(&state).await {
+                        match attempt.decided(&state, req.headers()).await.finish(&state).await {
                             Ok(None) => inner.call(req).await,
                             Ok(Some(principal)) => {
                                 let version = principal.version;
@@ -313,14 +309,14 @@ pin_project_lite::pin_project! {
         Route { #[pin] future: F },
         /// Authentication, then the route.
         Boxed { future: BoxFuture },
-        /// Refused at once (the refusal, until it is taken).
-        Answer { response: Option<Response> },
+        /// Refused at once.
+        Answer { #[pin] future: std::future::Ready<Result<Response, Infallible>> },
     }
 }
 
 impl<F> AuthFuture<F> {
     fn answer(response: Response) -> Self {
-        AuthFuture::Answer { response: Some(response) }
+        AuthFuture::Answer { future: std::future::ready(Ok(response)) }
     }
 }
 
@@ -335,9 +331,7 @@ impl<F: std::future::Future<Output = Result<Response, Infallible>>> std::future:
             AuthFutureProj::Route { future } => future.poll(cx),
             AuthFutureProj::Boxed { future } => future.as_mut().poll(cx),
             // Polled again after it answered: an empty 500, never a panic.
-            AuthFutureProj::Answer { response } => std::task::Poll::Ready(Ok(response
-                .take()
-                .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response()))),
+            AuthFutureProj::Answer { future } => future.poll(cx),
         }
     }
 }
@@ -366,10 +360,7 @@ pub async fn authenticate(
     access: Access,
     headers: &HeaderMap,
 ) -> Result<Option<Principal>, Refusal> {
-    match Attempt::begin(state, client_ip, access, headers) {
-        Attempt::Decided(done) => done.finish(state).await,
-        Attempt::NeedsStore(pending) => pending.decide(state, headers).await.finish(state).await,
-    }
+    Attempt::begin(state, client_ip, access, headers).decided(state, headers).await.finish(state).await
 }
 
 /// An authentication under way: decided from memory alone (the header, the failure budgets
@@ -418,10 +409,6 @@ impl Attempt {
             Ok(None) => return decided(Ok(None), about),
             Err(refusal) => return decided(Err(refusal), about),
         };
-        about.seen.version = Some(presented.version());
-        if let Some(wait) = state.limiter.blocked_for(client_ip, presented.budget_key()) {
-            return decided(Err(Refusal::limited(wait)), about);
-        }
         let cache_key = match presented.credential() {
             Credential::V1 { plaintext } => Some(CacheKey::v1(plaintext.expose())),
             Credential::V2 { key, .. } => CacheKey::v2(key),
@@ -432,7 +419,7 @@ impl Attempt {
             row
         });
         if let Some(row) = cached {
-            let decision = verify(state, presented.credential(), Some(&row), access, client_ip, now);
+            let decision = verify(state, presented.credential(), Some(&row), &about);
             // A refusal costs the same whether the key exists or not (SECURITY.md, "Timing"): it
             // is never answered from the cache alone. A wrong secret on a cached row is
             // confirmed against the store, as an unknown key is looked up there.
@@ -445,15 +432,21 @@ impl Attempt {
         }
         Attempt::NeedsStore(NeedsStore { cache_key, confirm: false, about })
     }
+
+    /// The decision: at hand, or once the store has answered.
+    async fn decided(self, state: &AppState, headers: &HeaderMap) -> Decided {
+        match self {
+            Attempt::Decided(d) => d,
+            Attempt::NeedsStore(pending) => pending.decide(state, headers).await,
+        }
+    }
 }
 
 impl NeedsStore {
     /// Reads the row and decides.
     async fn decide(self, state: &AppState, headers: &HeaderMap) -> Decided {
         let NeedsStore { cache_key, confirm, mut about } = self;
-        let (access, client_ip, now) = (about.access, about.client_ip, about.now);
-        let values = headers.get_all(header::AUTHORIZATION).iter().map(HeaderValue::as_bytes);
-        let HeaderDecision::Credential(presented) = read_header(values, state.config.v1_policy) else {
+        let HeaderDecision::Credential(presented) = authorization(state, headers) else {
             // The headers `begin` read a credential from, read the same way: never happens.
             let error = ApiError::detail(StatusCode::FORBIDDEN, nbtoken_core::header::MSG_WRONG_FORM);
             return Decided { result: Err(Refusal::new(Outcome::Malformed, error)), about };
@@ -469,7 +462,7 @@ impl NeedsStore {
             },
             None => None,
         };
-        let decision = verify(state, presented.credential(), row.as_deref(), access, client_ip, now);
+        let decision = verify(state, presented.credential(), row.as_deref(), &about);
         if matches!(decision, Err(Denial::InvalidToken(_))) {
             // A failed verification never warms the cache; a store read that ends in a refusal
             // adds the HMAC a confirmation would have cost. (Negative caching would not do: the
@@ -551,17 +544,15 @@ fn verify(
     state: &AppState,
     credential: &Credential<'_>,
     row: Option<&TokenRecord>,
-    access: Access,
-    client_ip: IpAddr,
-    now: OffsetDateTime,
+    about: &About,
 ) -> Result<nbtoken_core::Verified, Denial> {
     decide(&VerifyInput {
         credential,
         token: row.map(|r| &r.token),
         user_active: row.is_some_and(|r| r.user_active),
-        access,
-        client_ip: Some(client_ip),
-        now,
+        access: about.access,
+        client_ip: Some(about.client_ip),
+        now: about.now,
         peppers: &state.config.peppers,
         // A store that writes no re-hash (NetBox's without NBTOKEN_REHASH=on) is asked for none.
         want_rehash: state.store.rehashes(),
@@ -654,19 +645,26 @@ fn conclude(
     }))
 }
 
-/// Core's header stage, and the failure budget of the client around it: the credential to
-/// look up, `None` for an anonymous request, or the refusal. (A credential's budgets, the
-/// client's and its key's, are consulted by [`Attempt::begin`], once.)
+/// Core's header stage of a request's `Authorization` headers.
+fn authorization<'h>(state: &AppState, headers: &'h HeaderMap) -> HeaderDecision<'h> {
+    let values = headers.get_all(header::AUTHORIZATION).iter().map(HeaderValue::as_bytes);
+    read_header(values, state.config.v1_policy)
+}
+
+/// Core's header stage, and the failure budgets around it (the client's, and a v2 key's): the
+/// credential to look up, `None` for an anonymous request, or the refusal.
 fn read_credential<'h>(
     state: &AppState,
     client_ip: IpAddr,
     headers: &'h HeaderMap,
     seen: &mut Seen,
 ) -> Result<Option<Presented<'h>>, Refusal> {
-    let values = headers.get_all(header::AUTHORIZATION).iter().map(HeaderValue::as_bytes);
-    let decision = read_header(values, state.config.v1_policy);
-    if decision.consults_budget() && !matches!(decision, HeaderDecision::Credential(_)) {
-        if let Some(wait) = state.limiter.blocked_for(client_ip, None) {
+    let decision = authorization(state, headers);
+    if let HeaderDecision::Credential(p) = &decision {
+        seen.version = Some(p.version());
+    }
+    if decision.consults_budget() {
+        if let Some(wait) = state.limiter.blocked_for(client_ip, decision.budget_key()) {
             return Err(Refusal::limited(wait));
         }
     }

@@ -117,6 +117,19 @@ impl Caller {
     }
 }
 
+/// The client address of a request, as [`resolve`] decided it (an extractor: a request whose
+/// address is unknown is refused as [`Caller::of`] refuses it).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        Caller::of(&parts.extensions).map(|(_, ip)| ClientIp(ip))
+    }
+}
+
 /// A request map (around every route): resolves each request's [`Caller`] once, from the
 /// connection's peer address and the configuration of the router serving it.
 pub fn resolve(state: &AppState, mut req: Request) -> Request {

@@ -28,13 +28,21 @@ pub enum HeaderDecision<'a> {
     Refused(HeaderRefusal),
 }
 
-impl HeaderDecision<'_> {
+impl<'a> HeaderDecision<'a> {
     /// Whether the client's failure budget is consulted before this decision applies (a
     /// blocked client is refused whatever its header says): for every request that sent one
     /// `Authorization` header. Without one a request is anonymous at no cost, and a doubled
     /// header is refused before the budget is looked at.
     pub fn consults_budget(&self) -> bool {
         !matches!(self, HeaderDecision::Absent | HeaderDecision::Refused(HeaderRefusal::Duplicated))
+    }
+
+    /// The v2 key whose budget is consulted beside the client's (see [`Presented::budget_key`]).
+    pub fn budget_key(&self) -> Option<&'a str> {
+        match self {
+            HeaderDecision::Credential(p) => p.budget_key(),
+            _ => None,
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use nbtoken_store::{TokenFilter, TokenRecord};
 use serde_json::Value;
 
 use super::{created, path_id, Ctx};
-use crate::auth::ClientIp;
+use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{self, BaseUrl, Query};
 use crate::AppState;
